@@ -1,0 +1,25 @@
+package kernelspec
+
+// Gopyk is what `gopyk add` writes under metadata.gopyk in kernel.json. It is
+// everything gopyk-kernel needs to launch the remote kernel; the spec's argv
+// only names the spec.
+type Gopyk struct {
+	SSHHostAlias     string `json:"ssh_host_alias"`
+	SSHConfig        string `json:"ssh_config,omitempty"`       // passed to ssh as -F
+	RemotePython     string `json:"remote_python,omitempty"`    // default: python3 on the remote PATH
+	RemoteKernelName string `json:"remote_kernel_name"`         // kernel spec name on the remote
+	RemotePre        string `json:"remote_pre,omitempty"`       // shell commands run before the launcher
+	LaunchTimeout    int    `json:"launch_timeout,omitempty"`   // seconds; 0 = DefaultLaunchTimeout
+	ShutdownTimeout  int    `json:"shutdown_timeout,omitempty"` // seconds; 0 = DefaultShutdownTimeout
+	Transport        string `json:"transport,omitempty"`        // "ipc" (default) or "tcp"
+	Launcher         string `json:"launcher,omitempty"`         // "" / "local" or "slurm"
+	LauncherArgs     string `json:"launcher_args,omitempty"`    // extra arguments for the launcher (e.g. sbatch flags)
+}
+
+const (
+	DefaultLaunchTimeout   = 60 // seconds
+	DefaultShutdownTimeout = 10 // seconds
+)
+
+// MetadataKey is the key under "metadata" that marks a spec as written by gopyk.
+const MetadataKey = "gopyk"
