@@ -1,0 +1,54 @@
+# gopyk — the two set-up commands are `make demo` and `make test`.
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/gopyk/gopyk/manage.Version=$(VERSION) -X github.com/gopyk/gopyk/launcher.Version=$(VERSION)
+PKGS      := ./...
+FUZZTIME  ?= 5s
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: all build setup test unit fuzz cross demo bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/gopyk ./cmd/gopyk-kernel
+
+# Debian packages, the test user and /run/sshd (idempotent, quiet).
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@echo "== gofmt"; out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@echo "== go vet"; $(GO) vet $(PKGS)
+	@echo "== go test -race"; $(GO) test -race -timeout 25m -count=1 $(PKGS)
+	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory cross
+
+# A short run of every fuzz target (the seeds also run in every `go test`).
+fuzz:
+	@echo "== fuzz ($(FUZZTIME) each)"
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "$$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+	  done; \
+	done
+
+# The local side must compile everywhere users run Jupyter.
+cross:
+	@echo "== cross"
+	@for t in linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64; do \
+	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./cmd/gopyk ./cmd/gopyk-kernel || { echo "cross: $$t failed"; exit 1; }; \
+	  echo "  $$t ok"; \
+	done
+
+# A throwaway sshd on loopback (run as you, no root), a kernel launched, used and shut down through it.
+demo: build
+	@bash scripts/setup.sh 2>/dev/null || true
+	$(GO) run ./demo
+
+bench: build
+	@echo "bench: not yet (issue 8)"
+
+clean:
+	rm -rf $(BIN)

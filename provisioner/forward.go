@@ -1,0 +1,134 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+// channelNames are the five kernel channels in connection-file order.
+var channelNames = [5]string{"shell", "iopub", "stdin", "control", "hb"}
+
+// dialFunc opens one stream to a remote kernel channel over the current SSH
+// connection. It blocks while the connection is being restored.
+type dialFunc func(ctx context.Context, channel string) (net.Conn, error)
+
+// forwarder accepts local connections for one channel and pipes each one to
+// the remote kernel over a fresh SSH channel. Its listener lives as long as
+// the launcher, across reconnects and restarts, so clients never see the
+// local port change.
+type forwarder struct {
+	channel string
+	ln      net.Listener
+	dial    dialFunc
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func listenLocal(ip string, port int) (net.Listener, error) {
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+	if err != nil {
+		return nil, fmt.Errorf("listen on local port %d: %w; another process holds it — stop it or let Jupyter pick new ports", port, err)
+	}
+	return ln, nil
+}
+
+func newForwarder(channel string, ln net.Listener, dial dialFunc, log *slog.Logger) *forwarder {
+	return &forwarder{channel: channel, ln: ln, dial: dial, log: log, conns: map[net.Conn]struct{}{}}
+}
+
+// serve runs until ctx ends or the listener is closed.
+func (f *forwarder) serve(ctx context.Context) {
+	defer f.wg.Wait()
+	for {
+		lc, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !f.track(lc) {
+			lc.Close()
+			return
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			defer f.untrack(lc)
+			f.pipe(ctx, lc)
+		}()
+	}
+}
+
+func (f *forwarder) pipe(ctx context.Context, lc net.Conn) {
+	defer lc.Close()
+	if tc, ok := lc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	rc, err := f.dial(ctx, f.channel)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			f.log.Debug("forward: open remote channel", "channel", f.channel, "err", err)
+		}
+		return
+	}
+	defer rc.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(rc, lc)
+		// Half-close is not supported on every channel type; closing both ends
+		// is what a ZMQ peer expects when its connection goes away.
+		rc.Close()
+		close(done)
+	}()
+	io.Copy(lc, rc)
+	lc.Close()
+	<-done
+}
+
+func (f *forwarder) track(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		return false
+	}
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *forwarder) untrack(c net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.conns, c)
+}
+
+// drop closes every forwarded connection but keeps listening: used when the
+// SSH connection is lost or the kernel restarts, so ZMQ clients reconnect.
+func (f *forwarder) drop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+	}
+}
+
+// close stops listening and ends every forwarded connection.
+func (f *forwarder) close() {
+	f.ln.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+	f.mu.Unlock()
+}
+
+func (f *forwarder) port() int { return f.ln.Addr().(*net.TCPAddr).Port }
