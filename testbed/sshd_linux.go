@@ -1,0 +1,550 @@
+package testbed
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SSHDPath is Debian's OpenSSH server.
+const SSHDPath = "/usr/sbin/sshd"
+
+// DefaultAlias is the Host name the client config gives the test sshd.
+const DefaultAlias = "gpk-test"
+
+// Options shape one test sshd.
+type Options struct {
+	// Alias is the Host name in ConfigFile; "" means DefaultAlias.
+	Alias string
+	// ExtraConfig lines are appended to sshd_config (e.g. "TrustedUserCAKeys /x/ca.pub").
+	ExtraConfig []string
+	// User overrides the login user. As root the default is $GOPYK_TEST_USER
+	// or "gpktest"; as a normal user it is that user (sshd cannot switch users then).
+	User string
+}
+
+// SSHD is a running OpenSSH sshd owned by the caller. Everything it uses
+// lives in Dir, which Stop removes.
+type SSHD struct {
+	Host       string // "127.0.0.1"
+	Port       int
+	Addr       string // Host:Port
+	Alias      string // Host name in ConfigFile
+	User       string // login user
+	Home       string // the login user's home directory
+	Dir        string // 0755 directory holding config, keys and logs
+	ClientKey  string // private key (OpenSSH format, unencrypted) authorised for User
+	HostKeyPub string // authorized_keys-format host public key line
+	HostKey    ssh.PublicKey
+	KnownHosts string // known_hosts holding "[127.0.0.1]:port <hostkey>"
+	ConfigFile string // ssh client config with a Host Alias block
+	LogFile    string // sshd's log (LogLevel VERBOSE)
+
+	// AuthorizedKeys is the AuthorizedKeysFile; tests may append keys to it.
+	AuthorizedKeys string
+
+	sshdConfig string
+	tag        string // GOPYK_TESTBED=<dir>, set in every session by SetEnv
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartSSHD starts sshd on a free loopback port and waits until it answers
+// with an SSH banner.
+func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
+	if _, err := os.Stat(SSHDPath); err != nil {
+		return nil, fmt.Errorf("testbed: %s missing (install openssh-server; run make setup): %w", SSHDPath, err)
+	}
+	login, err := loginUser(opts.User)
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() == 0 {
+		if _, err := os.Stat("/run/sshd"); err != nil {
+			return nil, errors.New("testbed: /run/sshd (sshd's privilege separation dir) is missing; run make setup")
+		}
+	}
+	dir, err := os.MkdirTemp("", "gopyk-sshd-")
+	if err != nil {
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	// The login user must traverse the dir to read AuthorizedKeysFile.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	alias := opts.Alias
+	if alias == "" {
+		alias = DefaultAlias
+	}
+	s := &SSHD{
+		Host:           "127.0.0.1",
+		Alias:          alias,
+		User:           login.Username,
+		Home:           login.HomeDir,
+		Dir:            dir,
+		ClientKey:      filepath.Join(dir, "client_key"),
+		KnownHosts:     filepath.Join(dir, "known_hosts"),
+		ConfigFile:     filepath.Join(dir, "ssh_config"),
+		LogFile:        filepath.Join(dir, "sshd.log"),
+		AuthorizedKeys: filepath.Join(dir, "authorized_keys"),
+		sshdConfig:     filepath.Join(dir, "sshd_config"),
+		tag:            "GOPYK_TESTBED=" + dir,
+	}
+	if err := s.writeKeys(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// A free port can be taken between probing and sshd's bind: retry.
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		s.Port = port
+		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(port))
+		if err := s.writeConfigs(opts.ExtraConfig); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		if lastErr = s.start(ctx); lastErr == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	os.RemoveAll(dir)
+	return nil, lastErr
+}
+
+// SSHDForTest starts an sshd that t.Cleanup stops.
+func SSHDForTest(t testing.TB, opts Options) *SSHD {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := StartSSHD(ctx, opts)
+	if err != nil {
+		t.Fatalf("start sshd: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func loginUser(name string) (*user.User, error) {
+	if name == "" && os.Geteuid() == 0 {
+		name = os.Getenv("GOPYK_TEST_USER")
+		if name == "" {
+			name = "gpktest"
+		}
+	}
+	if name == "" {
+		u, err := user.Current()
+		if err != nil {
+			return nil, fmt.Errorf("testbed: current user: %w", err)
+		}
+		return u, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: test user %q does not exist; run make setup: %w", name, err)
+	}
+	return u, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("testbed: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *SSHD) writeKeys() error {
+	hostPub, hostPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := writePrivateKey(filepath.Join(s.Dir, "ssh_host_ed25519_key"), hostPriv, "gopyk-testbed-host"); err != nil {
+		return err
+	}
+	hk, err := ssh.NewPublicKey(hostPub)
+	if err != nil {
+		return err
+	}
+	s.HostKey = hk
+	s.HostKeyPub = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk)))
+
+	cliPub, cliPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := writePrivateKey(s.ClientKey, cliPriv, "gopyk-testbed-client"); err != nil {
+		return err
+	}
+	ck, err := ssh.NewPublicKey(cliPub)
+	if err != nil {
+		return err
+	}
+	line := ssh.MarshalAuthorizedKey(ck)
+	if err := os.WriteFile(s.ClientKey+".pub", line, 0o644); err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	// Readable by the login user: sshd reads it with the user's uid.
+	if err := os.WriteFile(s.AuthorizedKeys, line, 0o644); err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	return os.Chmod(s.AuthorizedKeys, 0o644)
+}
+
+// WritePrivateKey writes key in OpenSSH format, 0600, unencrypted.
+func writePrivateKey(path string, key ed25519.PrivateKey, comment string) error {
+	blk, err := ssh.MarshalPrivateKey(key, comment)
+	if err != nil {
+		return fmt.Errorf("testbed: marshal key: %w", err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(blk), 0o600); err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	return nil
+}
+
+func (s *SSHD) writeConfigs(extra []string) error {
+	cfg := []string{
+		"Port " + strconv.Itoa(s.Port),
+		"ListenAddress 127.0.0.1",
+		"HostKey " + filepath.Join(s.Dir, "ssh_host_ed25519_key"),
+		"PidFile none",
+		"AuthorizedKeysFile " + s.AuthorizedKeys,
+		"StrictModes no",
+		"PubkeyAuthentication yes",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"UsePAM no",
+		"PermitRootLogin no",
+		"AllowUsers " + s.User,
+		"AllowTcpForwarding yes",
+		"AllowStreamLocalForwarding yes",
+		"LogLevel VERBOSE",
+		"SetEnv " + s.tag,
+		"Subsystem sftp internal-sftp",
+	}
+	cfg = append(cfg, extra...)
+	if err := os.WriteFile(s.sshdConfig, []byte(strings.Join(cfg, "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	kh := fmt.Sprintf("[%s]:%d %s\n", s.Host, s.Port, s.HostKeyPub)
+	if err := os.WriteFile(s.KnownHosts, []byte(kh), 0o644); err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	return os.WriteFile(s.ConfigFile, []byte(s.ConfigBlock()), 0o644)
+}
+
+// ConfigBlock is the ssh_config "Host <Alias>" block that reaches this sshd
+// with OpenSSH's own client, hermetically (no agent keys, no global files).
+func (s *SSHD) ConfigBlock() string {
+	return fmt.Sprintf(`Host %s
+  HostName %s
+  Port %d
+  User %s
+  IdentityFile %s
+  IdentitiesOnly yes
+  UserKnownHostsFile %s
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  HashKnownHosts no
+  UpdateHostKeys no
+  BatchMode yes
+  ControlMaster no
+  ControlPath none
+`, s.Alias, s.Host, s.Port, s.User, s.ClientKey, s.KnownHosts)
+}
+
+// ConfigVia writes a client config (in s.Dir) where s's alias is reached
+// through jump with ProxyJump, and returns its path.
+func (s *SSHD) ConfigVia(jump *SSHD) (string, error) {
+	if jump.Alias == s.Alias {
+		return "", fmt.Errorf("testbed: jump host and target share the alias %q; give one Options.Alias", s.Alias)
+	}
+	body := s.ConfigBlock() + "  ProxyJump " + jump.Alias + "\n\n" + jump.ConfigBlock()
+	path := filepath.Join(s.Dir, "ssh_config_via_"+jump.Alias)
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		return "", fmt.Errorf("testbed: %w", err)
+	}
+	return path, nil
+}
+
+// start runs sshd in the foreground (-D) on s.Port and waits for its banner.
+func (s *SSHD) start(ctx context.Context) error {
+	logf, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.sshdConfig)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.Dir = "/"
+	// Own process group: a ^C to the test does not reach sshd before Stop does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("testbed: start sshd: %w", err)
+	}
+	logf.Close()
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	if err := waitBanner(ctx, s.Addr, exited); err != nil {
+		s.Kill()
+		return fmt.Errorf("testbed: sshd on %s not ready: %w; log %s: %s", s.Addr, err, s.LogFile, s.logTail())
+	}
+	return nil
+}
+
+func waitBanner(ctx context.Context, addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(15 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-exited:
+			return errors.New("sshd exited")
+		default:
+		}
+		if last = readBanner(addr, deadline); last == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no banner before deadline: %w", last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			return errors.New("sshd exited")
+		case <-tick.C:
+		}
+	}
+}
+
+func readBanner(addr string, deadline time.Time) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	d := time.Now().Add(2 * time.Second)
+	if deadline.Before(d) {
+		d = deadline
+	}
+	c.SetDeadline(d)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "SSH-2.0-") {
+		return fmt.Errorf("unexpected banner %q", line)
+	}
+	return nil
+}
+
+func (s *SSHD) logTail() string {
+	b, _ := os.ReadFile(s.LogFile)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// PID is the listening sshd's process id (0 when not running).
+func (s *SSHD) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-s.exited:
+		return 0
+	default:
+	}
+	return s.cmd.Process.Pid
+}
+
+// Kill SIGKILLs the listening sshd only: established connections live on,
+// config, keys and port stay for Restart.
+func (s *SSHD) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// Restart starts sshd again on the same port with the same host key (after
+// Kill, or to replace a running one).
+func (s *SSHD) Restart(ctx context.Context) error {
+	s.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.start(ctx)
+		// The port can linger briefly after a kill; retry the bind.
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ConnPIDs lists the per-connection sshd processes (children of the
+// listener and their privilege-separated children).
+func (s *SSHD) ConnPIDs() []int {
+	pid := s.PID()
+	if pid == 0 {
+		return nil
+	}
+	var out []int
+	for _, p := range descendants(pid) {
+		if p.comm == "sshd" && p.state != 'Z' {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
+// Freeze SIGSTOPs every per-connection sshd: the peer goes silent as on a
+// dead link, but TCP stays up. It returns how many processes it stopped.
+func (s *SSHD) Freeze() int {
+	pids := s.ConnPIDs()
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGSTOP)
+	}
+	return len(pids)
+}
+
+// Thaw SIGCONTs what Freeze stopped.
+func (s *SSHD) Thaw() {
+	for _, p := range s.ConnPIDs() {
+		syscall.Kill(p, syscall.SIGCONT)
+	}
+}
+
+// SessionPIDs lists every live process started by a session of this sshd,
+// including daemonised ones that left the sshd process tree.
+func (s *SSHD) SessionPIDs() []int {
+	var out []int
+	for _, p := range tagged(s.tag) {
+		if alive(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Stop ends sshd (SIGTERM, then SIGKILL), every connection and session
+// process it started, and removes Dir. Safe to call twice.
+func (s *SSHD) Stop() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	var victims []int
+	if pid := s.PID(); pid != 0 {
+		for _, p := range descendants(pid) {
+			victims = append(victims, p.pid)
+		}
+	}
+	victims = append(victims, tagged(s.tag)...)
+	if cmd != nil {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+		}
+	}
+	// Stopped processes must be continued to die of SIGTERM; SIGKILL needs no help.
+	for _, p := range victims {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	// Catch sessions that forked between the listing and the kills.
+	for _, p := range tagged(s.tag) {
+		victims = append(victims, p)
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range victims {
+		for alive(p) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond) // polling a condition, bounded by deadline
+		}
+	}
+	if s.Dir != "" {
+		os.RemoveAll(s.Dir)
+	}
+}
+
+// Exec runs cmd on the test host with OpenSSH's own client (ssh -F
+// ConfigFile Alias) and returns its stdout; stderr goes into the error.
+func (s *SSHD) Exec(ctx context.Context, cmd string) ([]byte, error) {
+	return s.ExecWith(ctx, s.ConfigFile, cmd)
+}
+
+// ExecWith is Exec with another client config (e.g. one from ConfigVia).
+func (s *SSHD) ExecWith(ctx context.Context, configFile, cmd string) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	c := exec.CommandContext(ctx, "ssh", "-F", configFile, s.Alias, "--", cmd)
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	c.WaitDelay = 2 * time.Second
+	out, err := c.Output()
+	if err != nil {
+		return out, fmt.Errorf("ssh %s %q: %w: %s", s.Alias, cmd, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
