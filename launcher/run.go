@@ -1,0 +1,416 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/provisioner"
+)
+
+// Deadlines around provisioner calls. The provisioner enforces the spec's
+// own timeouts; these only guarantee the launcher never waits forever.
+const (
+	interruptDeadline = 15 * time.Second
+	slack             = 30 * time.Second
+)
+
+// launcher is one run of gopyk-kernel.
+type launcher struct {
+	o      options
+	d      deps
+	log    *slog.Logger
+	stderr io.Writer
+	tty    bool
+
+	runtimeDir  string
+	spec        *kernelspec.Spec
+	conn        connFile
+	persistent  bool
+	persistPath string // "" when not persistent
+	k           kernelHandle
+	disp        *dispatcher
+}
+
+func run(ctx context.Context, o options, stdin *os.File, stderr io.Writer, d deps) error {
+	if o.existing != "" && o.persistFile != "" {
+		return usagef("--existing re-attaches using its own persistence file; drop --persistent-file")
+	}
+	if o.existing == "" && o.kernel == "" {
+		return usagef("--kernel NAME is required (gopyk list shows the names)")
+	}
+	l := &launcher{
+		o:          o,
+		d:          d,
+		log:        newLogger(stderr, verbosityLevel(o.verbose)),
+		stderr:     stderr,
+		tty:        stdin != nil && d.isTTY(stdin),
+		runtimeDir: d.runtimeDir(),
+	}
+	// Signals are caught before anything slow: a SIGINT from Jupyter (sent to
+	// the whole process group) during a launch must not kill the launcher.
+	sigs, stopSigs := d.signals()
+	defer stopSigs()
+	stop := make(chan struct{})
+	l.disp = newDispatcher(ctx, l.log)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.disp.loop(stop, sigs)
+	}()
+	stopMenu := func() {}
+	defer func() {
+		close(stop)
+		<-done
+		stopMenu()
+		l.disp.cancelWork()
+	}()
+
+	if err := l.start(); err != nil {
+		l.conn.remove()
+		if r, ok := l.disp.finalRequest(); ok {
+			l.log.Info("launch aborted", "by", r.why)
+			return nil
+		}
+		return err
+	}
+	l.disp.setReady()
+	if o.leave {
+		return l.leave("--leave")
+	}
+	l.logSignalTable()
+	if l.tty {
+		stopMenu = l.startMenu(stdin)
+	}
+	return l.loop()
+}
+
+// start resolves the spec and files, then launches or attaches.
+func (l *launcher) start() error {
+	specName := l.o.kernel
+	var prev *persisted
+	if l.o.existing != "" {
+		path, err := resolveExisting(l.o.existing, l.runtimeDir)
+		if err != nil {
+			return err
+		}
+		p, err := loadPersisted(path)
+		if err != nil {
+			return err
+		}
+		if specName != "" && !strings.EqualFold(specName, p.SpecName) {
+			return fmt.Errorf("persistence file %s belongs to kernel spec %q, not %q; pass --kernel %s or leave --kernel out", path, p.SpecName, specName, p.SpecName)
+		}
+		specName, prev = p.SpecName, &p
+		// Re-attached kernels stay persistent (sshpyk shut them down on exit);
+		// SIGUSR2 or the Ctrl+D menu still shuts them down.
+		l.persistent, l.persistPath = true, path
+	}
+	spec, err := l.d.findSpec(specName)
+	if err != nil {
+		return fmt.Errorf("%w; `gopyk list` shows the gopyk kernel specs", err)
+	}
+	if spec.Gopyk == nil {
+		return fmt.Errorf("kernel spec %q (%s) has no metadata.gopyk, so gopyk-kernel cannot launch it; create one with `gopyk add`", specName, spec.Dir)
+	}
+	l.spec = spec
+
+	id := idFromConnFile(l.o.connFile)
+	if id == "" {
+		id = newID()
+	}
+	if prev == nil {
+		l.persistent = l.o.persistent || l.o.persistFile != "" || l.o.leave
+		if l.o.persistFile != "" {
+			l.persistPath = l.o.persistFile
+		} else if l.persistent {
+			l.persistPath = persistPath(l.runtimeDir, id)
+		}
+	}
+	if prev != nil && l.o.connFile == "" {
+		l.conn = reuseConnFile(*prev, l.runtimeDir, id, specName)
+	} else if l.conn, err = openConnFile(l.o.connFile, l.runtimeDir, id, specName, prev == nil); err != nil {
+		return err
+	}
+
+	cfg := provisioner.Config{
+		SpecName:    specName,
+		Gopyk:       *spec.Gopyk,
+		Local:       l.conn.info,
+		Persistent:  l.persistent,
+		Log:         l.log,
+		Interactive: l.tty,
+	}
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(l.disp.workCtx, l.launchDeadline())
+	defer cancel()
+	if prev != nil {
+		l.log.Info("re-attaching", "spec", specName, "host", prev.Host, "persistence_file", l.persistPath)
+		l.k, err = l.d.start.Attach(ctx, cfg, prev.State)
+	} else {
+		l.log.Info("launching", "spec", specName, "host", spec.Gopyk.SSHHostAlias)
+		l.k, err = l.d.start.Launch(ctx, cfg)
+	}
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		if err := l.adoptLocal(); err != nil {
+			return l.abandon(err)
+		}
+	}
+	if err := l.savePersisted(); err != nil {
+		return l.abandon(err)
+	}
+	l.log.Info("kernel ready", "spec", specName, "remote", l.k.State().RemoteHost, "took", time.Since(t0).Round(time.Millisecond))
+	if l.conn.owned {
+		l.log.Info("To connect a client: jupyter console --existing " + l.shortPath(l.conn.path))
+	}
+	if l.persistent {
+		l.log.Info(fmt.Sprintf("To re-attach: gopyk-kernel --kernel %s --existing %s", specName, l.shortPath(l.persistPath)))
+	}
+	return nil
+}
+
+// adoptLocal writes the connection file after an attach: the remote kernel
+// keeps its own key, which replaced ours.
+func (l *launcher) adoptLocal() error {
+	local := l.k.Local()
+	if !l.conn.owned && local.Key != l.conn.info.Key {
+		l.log.Warn("the re-attached kernel has its own key: rewrote the connection file; clients that already read it must read it again", "connection_file", l.conn.path)
+	}
+	l.conn.info = local
+	return l.conn.write()
+}
+
+// abandon undoes a launch whose files could not be written, so no kernel is
+// left running that nobody can reach.
+func (l *launcher) abandon(err error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.shutdownDeadline())
+	defer cancel()
+	if l.o.existing != "" {
+		_ = l.k.Leave()
+	} else if serr := l.k.Shutdown(ctx); serr != nil {
+		l.log.Warn("shutdown after a failed start", "err", serr)
+	}
+	return err
+}
+
+// reuseConnFile gives a re-attached kernel the connection file and ports it
+// had, when they are free, so clients that knew them find it again.
+func reuseConnFile(p persisted, runtimeDir, id, specName string) connFile {
+	cf := connFile{path: p.ConnectionFile, owned: true, info: p.Local}
+	if cf.path == "" {
+		cf.path = filepath.Join(runtimeDir, "kernel-"+id+".json")
+	}
+	if cf.info.IP == "" || cf.info.Transport != "tcp" || !portsFree(cf.info) {
+		if ci, err := newConnInfo(specName); err == nil {
+			cf.info = ci
+		}
+	}
+	cf.info.KernelName = specName
+	return cf
+}
+
+func (l *launcher) savePersisted() error {
+	if !l.persistent {
+		return nil
+	}
+	st := l.k.State()
+	if st.SpecName == "" {
+		st.SpecName = l.spec.Name
+	}
+	st.Persistent = true
+	err := savePersisted(l.persistPath, persisted{State: st, ConnectionFile: absPath(l.conn.path), Local: l.conn.info})
+	if err != nil {
+		return fmt.Errorf("%w; fix the directory or pass --persistent-file", err)
+	}
+	l.log.Debug("persistence file written", "path", l.persistPath)
+	return nil
+}
+
+func (l *launcher) removePersisted() {
+	if l.persistPath != "" {
+		if err := os.Remove(l.persistPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.log.Warn("could not remove the persistence file", "path", l.persistPath, "err", err)
+		}
+	}
+}
+
+// loop runs requests until one ends the launcher or the kernel dies.
+func (l *launcher) loop() error {
+	for {
+		select {
+		case <-l.k.Done():
+			return l.died()
+		case r := <-l.disp.reqs:
+			if r.act.final() {
+				return l.finish(r)
+			}
+			l.perform(r)
+		}
+	}
+}
+
+// perform runs a request that keeps the launcher going.
+func (l *launcher) perform(r request) {
+	switch r.act {
+	case actInterrupt:
+		ctx, cancel := context.WithTimeout(l.disp.workCtx, interruptDeadline)
+		defer cancel()
+		if err := l.k.Interrupt(ctx); err != nil {
+			l.log.Warn("interrupt failed", "by", r.why, "err", err)
+			return
+		}
+		l.log.Info("kernel interrupted", "by", r.why)
+	case actRestart:
+		l.log.Info("restarting the kernel", "by", r.why)
+		ctx, cancel := context.WithTimeout(l.disp.workCtx, l.launchDeadline()+l.shutdownDeadline())
+		defer cancel()
+		t0 := time.Now()
+		if err := l.k.Restart(ctx); err != nil {
+			l.log.Error("restart failed", "err", err)
+			return
+		}
+		if err := l.savePersisted(); err != nil {
+			l.log.Error("restarted, but the persistence file could not be updated", "err", err)
+		}
+		l.log.Info("kernel restarted", "took", time.Since(t0).Round(time.Millisecond))
+	}
+}
+
+// finish carries out a request that ends the launcher.
+func (l *launcher) finish(r request) error {
+	switch {
+	case r.act == actLeave:
+		return l.leave(r.why)
+	case r.act == actShutdown && l.persistent:
+		l.log.Info("the kernel is persistent: leaving it running", "by", r.why)
+		return l.leave(r.why)
+	}
+	l.log.Info("shutting down the kernel", "by", r.why)
+	ctx, cancel := context.WithTimeout(context.Background(), l.shutdownDeadline())
+	defer cancel()
+	err := l.k.Shutdown(ctx)
+	l.conn.remove()
+	if err != nil {
+		return fmt.Errorf("shut down the remote kernel: %w", err)
+	}
+	l.removePersisted()
+	l.log.Info("kernel shut down")
+	return nil
+}
+
+// leave exits with the kernel still running, after recording how to come
+// back to it. It never interrupts the running cell (sshpyk's B5).
+func (l *launcher) leave(why string) error {
+	if !l.persistent {
+		// Without a persistence file nobody could re-attach to what we leave.
+		l.persistent = true
+		if l.persistPath == "" {
+			id := idFromConnFile(l.conn.path)
+			if id == "" {
+				id = newID()
+			}
+			l.persistPath = persistPath(l.runtimeDir, id)
+		}
+	}
+	if err := l.savePersisted(); err != nil {
+		return err
+	}
+	if err := l.k.Leave(); err != nil {
+		return fmt.Errorf("leave the remote kernel: %w", err)
+	}
+	l.conn.remove() // its ports stop answering now
+	l.log.Info("left the kernel running", "by", why)
+	l.log.Info(fmt.Sprintf("To re-attach: gopyk-kernel --kernel %s --existing %s", l.spec.Name, l.shortPath(l.persistPath)))
+	return nil
+}
+
+// died handles a kernel that went away on its own: exit non-zero at once so
+// Jupyter's auto-restart can start a new one.
+func (l *launcher) died() error {
+	err := l.k.Err()
+	if err == nil {
+		err = provisioner.ErrKernelDied
+	}
+	l.conn.remove()
+	if errors.Is(err, provisioner.ErrKernelDied) || !l.persistent {
+		l.removePersisted()
+	} else {
+		l.log.Info(fmt.Sprintf("the kernel may still be running; to re-attach: gopyk-kernel --kernel %s --existing %s", l.spec.Name, l.shortPath(l.persistPath)))
+	}
+	return err
+}
+
+func (l *launcher) logSignalTable() {
+	level := slog.LevelDebug
+	if l.tty {
+		level = slog.LevelInfo
+	}
+	ctx := context.Background()
+	for _, e := range signalTable {
+		l.log.Log(ctx, level, fmt.Sprintf("send %s to %s", signalName(e.sig), e.help), "pid", os.Getpid())
+	}
+	if l.tty {
+		l.log.Log(ctx, level, "press Ctrl+D for a menu: shutdown, interrupt, leave, restart")
+	}
+}
+
+// startMenu reads the terminal for Ctrl+D; the returned func stops it.
+func (l *launcher) startMenu(stdin *os.File) func() {
+	tr, err := newTTYReader(stdin)
+	if err != nil {
+		l.log.Warn("no Ctrl+D menu", "err", err)
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runMenu(tr, l.stderr, l.disp.fromMenu)
+	}()
+	return func() {
+		tr.Close()
+		<-done
+		tr.release()
+	}
+}
+
+func (l *launcher) launchDeadline() time.Duration {
+	t := l.spec.Gopyk.LaunchTimeout
+	if t <= 0 {
+		t = kernelspec.DefaultLaunchTimeout
+	}
+	return time.Duration(t)*time.Second + slack
+}
+
+func (l *launcher) shutdownDeadline() time.Duration {
+	t := l.spec.Gopyk.ShutdownTimeout
+	if t <= 0 {
+		t = kernelspec.DefaultShutdownTimeout
+	}
+	return time.Duration(t)*time.Second + slack
+}
+
+// shortPath is what to type after --existing: the base name for a file in
+// the runtime dir (both commands search it), else an absolute path.
+func (l *launcher) shortPath(p string) string {
+	if filepath.Dir(absPath(p)) == absPath(l.runtimeDir) {
+		return filepath.Base(p)
+	}
+	return absPath(p)
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
