@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -127,13 +129,23 @@ func Dial(ctx context.Context, ci ConnInfo, opts ...Option) (*Client, error) {
 		wg.Go(func() { socks[i], errs[i] = c.dialRetry(ctx, name) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	var msgs []string
+	var cause error
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+			cause = err
+		}
+	}
+	if cause != nil {
 		for _, s := range socks {
 			if s != nil {
 				s.Close()
 			}
 		}
-		return nil, err
+		// One line, and still errors.Is-able for the deadline.
+		return nil, fmt.Errorf("dial kernel: %s (is the kernel running and the connection file current?): %w",
+			strings.Join(msgs, "; "), ctxErr(cause))
 	}
 	c.shell, c.control, c.iopub = c.start(Shell, socks[0]), c.start(Control, socks[1]), c.start(IOPub, socks[2])
 	return c, nil
@@ -172,11 +184,10 @@ func (c *Client) dialRetry(ctx context.Context, name string) (zmq4.Socket, error
 		}
 		s.Close()
 		if ctx.Err() != nil {
-			if last == nil {
+			if last == nil || errors.Is(err, errSilentPeer) {
 				last = err
 			}
-			return nil, fmt.Errorf("dial %s channel %s: no ZMTP handshake after %d attempts before the deadline (last error: %v): %w",
-				name, c.ci.Addr(name), attempt, last, ctx.Err())
+			return nil, &dialError{channel: name, addr: c.ci.Addr(name), attempts: attempt, last: cause(last), ctx: ctx.Err()}
 		}
 		last = err
 		c.log.Debug("kernel channel not ready, retrying", "channel", name, "addr", c.ci.Addr(name), "err", err, "backoff", backoff)
@@ -401,4 +412,40 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 	})
 	return nil
+}
+
+// dialError says which channel never connected and why, in one line.
+type dialError struct {
+	channel, addr string
+	attempts      int
+	last          string
+	ctx           error
+}
+
+func (e *dialError) Error() string {
+	return fmt.Sprintf("%s %s: %s (%d attempts)", e.channel, e.addr, e.last, e.attempts)
+}
+
+func (e *dialError) Unwrap() error { return e.ctx }
+
+func ctxErr(err error) error {
+	var de *dialError
+	if errors.As(err, &de) {
+		return de.ctx
+	}
+	return err
+}
+
+// cause reduces zmq4's nested wrapping to the part a user can act on.
+func cause(err error) string {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, errSilentPeer):
+		return errSilentPeer.Error()
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "peer closed the connection during the ZMTP handshake (a forward whose far end is not listening yet?)"
+	case errors.As(err, &op):
+		return op.Error()
+	}
+	return err.Error()
 }

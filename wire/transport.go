@@ -54,14 +54,18 @@ func (h *connHook) begin(ctx context.Context) {
 
 // abort closes the conn of the attempt in flight, and any conn that the
 // dialer hands over later.
-func (h *connHook) abort() {
+func (h *connHook) abort() (connected bool) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.aborted = true
 	if h.conn != nil {
 		h.conn.Close()
+		return true
 	}
-	h.mu.Unlock()
+	return false
 }
+
+var errSilentPeer = errors.New("connected, but the peer sent no ZMTP greeting before the deadline")
 
 type hookTransport struct{ network string }
 
@@ -122,8 +126,11 @@ func dialOnce(ctx context.Context, sock zmq4.Socket, h *connHook, ep string) err
 		}
 		return err
 	case <-ctx.Done():
-		h.abort()
+		connected := h.abort()
 		<-done
+		if connected {
+			return fmt.Errorf("%w: %w", errSilentPeer, ctx.Err())
+		}
 		return ctx.Err()
 	}
 }

@@ -1,0 +1,140 @@
+//go:build unix
+
+package wire
+
+import (
+	"context"
+
+	"testing"
+	"time"
+)
+
+func dialKernel(t *testing.T, ci ConnInfo, opts ...Option) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, ci, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestKernel drives a real ipykernel through the whole life of a session,
+// over tcp and over unix sockets.
+func TestKernel(t *testing.T) {
+	for _, transport := range []string{"tcp", "ipc"} {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			k := startKernel(t, newConnInfo(t, transport))
+			c := dialKernel(t, k.ci)
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+
+			info, err := c.KernelInfo(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Header.MsgType != "kernel_info_reply" || info.Str("status") != "ok" || info.Str("implementation") != "ipython" {
+				t.Errorf("kernel_info_reply: %s %v", info.Header.MsgType, info.Content)
+			}
+
+			r, err := c.Execute(ctx, "1+1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != "ok" || r.Result != "2" || r.ExecutionCount < 1 {
+				t.Errorf("1+1: %+v", r)
+			}
+
+			r, err = c.Execute(ctx, "import sys; print('out'); print('err', file=sys.stderr)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Stdout != "out\n" || r.Stderr != "err\n" {
+				t.Errorf("print: stdout %q stderr %q", r.Stdout, r.Stderr)
+			}
+
+			r, err = c.Execute(ctx, "1/0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != "error" || r.Ename != "ZeroDivisionError" || len(r.Traceback) == 0 {
+				t.Errorf("error cell: %+v", r)
+			}
+
+			if err := c.Heartbeat(ctx); err != nil {
+				t.Errorf("heartbeat: %v", err)
+			}
+
+			d, err := c.RoundTrip(ctx, 5)
+			if err != nil || len(d) != 5 {
+				t.Errorf("round trip: %v %v", d, err)
+			}
+
+			// Interrupt a sleeping cell with a message on control, once the
+			// cell has shown that it is running.
+			started := make(chan struct{})
+			var once bool
+			done := make(chan struct{})
+			var ir *ExecResult
+			var ierr error
+			go func() {
+				defer close(done)
+				ir, ierr = c.Execute(ctx, "import time; print('sleeping', flush=True); time.sleep(100)", OnIOPub(func(m *Message) {
+					if m.Header.MsgType == "stream" && !once {
+						once = true
+						close(started)
+					}
+				}))
+			}()
+			select {
+			case <-started:
+			case <-done:
+				t.Fatalf("sleep cell ended early: %+v %v", ir, ierr)
+			case <-ctx.Done():
+				t.Fatal("sleep cell never printed")
+			}
+			rep, err := c.Interrupt(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Header.MsgType != "interrupt_reply" {
+				t.Errorf("interrupt reply type %s", rep.Header.MsgType)
+			}
+			<-done
+			if ierr != nil {
+				t.Fatal(ierr)
+			}
+			if ir.Status != "error" || ir.Ename != "KeyboardInterrupt" {
+				t.Errorf("interrupted cell: %+v", ir)
+			}
+
+			rep, err = c.Shutdown(ctx, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Header.MsgType != "shutdown_reply" || rep.Content["restart"] != false {
+				t.Errorf("shutdown reply: %s %v", rep.Header.MsgType, rep.Content)
+			}
+			select {
+			case <-k.exited:
+			case <-ctx.Done():
+				t.Fatal("kernel still running after shutdown_request")
+			}
+			if code := k.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("kernel exit code %d after shutdown", code)
+			}
+			// With the kernel gone, waits end with an error, not a hang.
+			ectx, ecancel := context.WithTimeout(ctx, 5*time.Second)
+			defer ecancel()
+			if _, err := c.Execute(ectx, "1"); err == nil {
+				t.Error("execute on a dead kernel succeeded")
+			}
+		})
+	}
+}
