@@ -32,11 +32,24 @@ func Lookup(name string) (dir string, ok bool) {
 	return "", false
 }
 
+// NotFoundError names the spec that is missing and every directory searched.
+type NotFoundError struct {
+	Name string
+	Dirs []string
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("no kernel spec %q in %s", e.Name, strings.Join(e.Dirs, ", "))
+}
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
 // Find reads the spec Jupyter would use for name.
 func Find(name string) (*Spec, error) {
 	dir, ok := Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("%w: no kernel spec %q in %s", ErrNotFound, strings.ToLower(name), strings.Join(Path(), ", "))
+		return nil, &NotFoundError{Name: strings.ToLower(name), Dirs: Path()}
 	}
 	return Load(strings.ToLower(name), dir)
 }

@@ -1,0 +1,188 @@
+package manage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/urfave/cli/v3"
+)
+
+// The flags that describe a kernel, shared by add and edit.
+const (
+	flagKernelName   = "kernel-name"
+	flagDisplayName  = "display-name"
+	flagLanguage     = "language"
+	flagAlias        = "ssh-host-alias"
+	flagSSHConfig    = "ssh-config"
+	flagRemotePython = "remote-python"
+	flagRemoteKernel = "remote-kernel-name"
+	flagRemotePre    = "remote-pre"
+	flagLaunchTO     = "launch-timeout"
+	flagShutdownTO   = "shutdown-timeout"
+	flagTransport    = "transport"
+)
+
+func fieldFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagDisplayName, Usage: "name shown in Jupyter's kernel picker"},
+		&cli.StringFlag{Name: flagLanguage, Usage: "language of the kernel (default: python)"},
+		&cli.StringFlag{Name: flagAlias, Usage: "`HOST` alias from your ssh config (or a plain host name)"},
+		&cli.StringFlag{Name: flagSSHConfig, Usage: "ssh config `FILE` to use instead of ~/.ssh/config (ssh -F)"},
+		&cli.StringFlag{Name: flagRemotePython, Usage: "`PATH` of python on the remote (default: python3 on the remote PATH, after --remote-pre)"},
+		&cli.StringFlag{Name: flagRemoteKernel, Usage: "kernel spec `NAME` on the remote (default: python3)"},
+		&cli.StringFlag{Name: flagRemotePre, Usage: "shell `COMMANDS` run on the remote before the kernel, e.g. 'module load python'"},
+		&cli.IntFlag{Name: flagLaunchTO, Usage: "`SECONDS` to wait for the remote kernel to start (default: 60)"},
+		&cli.IntFlag{Name: flagShutdownTO, Usage: "`SECONDS` to wait for a clean shutdown before killing the kernel (default: 10)"},
+		&cli.StringFlag{Name: flagTransport, Usage: "remote kernel sockets: ipc (unix sockets, default) or tcp"},
+	}
+}
+
+var aliasPattern = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
+
+func checkAlias(alias string) error {
+	const fix = "use the name of a Host entry in your ssh config or a host name (letters, digits, '.', '_', '-')"
+	switch {
+	case alias == "":
+		return errors.New("empty --ssh-host-alias; " + fix)
+	case strings.Contains(alias, "@"):
+		return fmt.Errorf("invalid ssh host alias %q: user@host is not an alias; put User in a Host entry of your ssh config and give its name", alias)
+	case !aliasPattern.MatchString(alias):
+		return fmt.Errorf("invalid ssh host alias %q; %s", alias, fix)
+	}
+	return nil
+}
+
+func checkKernelName(flag, name string) error {
+	if err := kernelspec.ValidName(name); err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
+	}
+	return nil
+}
+
+// sshConfigPath checks that the file exists and returns it absolute, with a
+// leading ~ expanded (the shell does not expand --ssh-config=~/x).
+func sshConfigPath(p string) (string, error) {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("expand %s: %w", p, err)
+		}
+		p = filepath.Join(home, p[1:])
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("ssh config file %s: %w", p, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("ssh config file %s not found; give an existing file to --ssh-config, or leave it out to use ~/.ssh/config", abs)
+	case err != nil:
+		return "", fmt.Errorf("ssh config file %s: %w", abs, err)
+	case fi.IsDir():
+		return "", fmt.Errorf("ssh config file %s is a directory; give the config file itself to --ssh-config", abs)
+	}
+	return abs, nil
+}
+
+func checkTimeout(flag string, v int) error {
+	if v <= 0 {
+		return fmt.Errorf("--%s %d: give a positive number of seconds", flag, v)
+	}
+	return nil
+}
+
+func checkTransport(t string) error {
+	if t != "ipc" && t != "tcp" {
+		return fmt.Errorf("--transport %q: use ipc or tcp", t)
+	}
+	return nil
+}
+
+// applyFields copies the flags that were given into the spec, validating
+// each. Only set flags are applied, so edit changes nothing else.
+func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
+	g := s.Gopyk
+	if cmd.IsSet(flagDisplayName) {
+		s.DisplayName = cmd.String(flagDisplayName)
+		if strings.TrimSpace(s.DisplayName) == "" {
+			return errors.New("empty --display-name; give the name Jupyter should show")
+		}
+	}
+	if cmd.IsSet(flagLanguage) {
+		s.Language = cmd.String(flagLanguage)
+		if strings.TrimSpace(s.Language) == "" {
+			return errors.New("empty --language; give the kernel's language, e.g. python")
+		}
+	}
+	if cmd.IsSet(flagAlias) {
+		g.SSHHostAlias = cmd.String(flagAlias)
+		if err := checkAlias(g.SSHHostAlias); err != nil {
+			return err
+		}
+	}
+	if cmd.IsSet(flagRemoteKernel) {
+		g.RemoteKernelName = cmd.String(flagRemoteKernel)
+		if err := checkKernelName(flagRemoteKernel, g.RemoteKernelName); err != nil {
+			return err
+		}
+	}
+	if cmd.IsSet(flagRemotePython) {
+		g.RemotePython = cmd.String(flagRemotePython)
+		if strings.TrimSpace(g.RemotePython) == "" || strings.ContainsAny(g.RemotePython, "\n\x00") {
+			return fmt.Errorf("--remote-python %q: give the path or name of python on the remote", g.RemotePython)
+		}
+	}
+	if cmd.IsSet(flagRemotePre) {
+		g.RemotePre = cmd.String(flagRemotePre)
+		if strings.TrimSpace(g.RemotePre) == "" || strings.ContainsRune(g.RemotePre, 0) {
+			return errors.New("empty --remote-pre; give shell commands, or use --unset remote_pre")
+		}
+	}
+	if cmd.IsSet(flagSSHConfig) {
+		p, err := sshConfigPath(cmd.String(flagSSHConfig))
+		if err != nil {
+			return err
+		}
+		g.SSHConfig = p
+	}
+	if cmd.IsSet(flagLaunchTO) {
+		g.LaunchTimeout = cmd.Int(flagLaunchTO)
+		if err := checkTimeout(flagLaunchTO, g.LaunchTimeout); err != nil {
+			return err
+		}
+	}
+	if cmd.IsSet(flagShutdownTO) {
+		g.ShutdownTimeout = cmd.Int(flagShutdownTO)
+		if err := checkTimeout(flagShutdownTO, g.ShutdownTimeout); err != nil {
+			return err
+		}
+	}
+	if cmd.IsSet(flagTransport) {
+		g.Transport = cmd.String(flagTransport)
+		if err := checkTransport(g.Transport); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unsettable maps the optional fields --unset accepts to how they are cleared.
+var unsettable = map[string]struct {
+	flag  string
+	clear func(*kernelspec.Gopyk)
+}{
+	"ssh_config":       {flagSSHConfig, func(g *kernelspec.Gopyk) { g.SSHConfig = "" }},
+	"remote_python":    {flagRemotePython, func(g *kernelspec.Gopyk) { g.RemotePython = "" }},
+	"remote_pre":       {flagRemotePre, func(g *kernelspec.Gopyk) { g.RemotePre = "" }},
+	"launch_timeout":   {flagLaunchTO, func(g *kernelspec.Gopyk) { g.LaunchTimeout = 0 }},
+	"shutdown_timeout": {flagShutdownTO, func(g *kernelspec.Gopyk) { g.ShutdownTimeout = 0 }},
+	"transport":        {flagTransport, func(g *kernelspec.Gopyk) { g.Transport = "" }},
+}
+
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport"

@@ -1,0 +1,210 @@
+package manage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/sshconf"
+	"github.com/urfave/cli/v3"
+)
+
+func (a *App) listCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list kernel specs and check the SSH ones",
+		UsageText: "gopyk list [-r|--remote] [-l|--local] [-n|--no-check] [--json]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "remote", Aliases: []string{"r"}, Usage: "show SSH kernels (default: both kinds)"},
+			&cli.BoolFlag{Name: "local", Aliases: []string{"l"}, Usage: "show local kernels (default: both kinds)"},
+			&cli.BoolFlag{Name: "no-check", Aliases: []string{"n"}, Usage: "do not contact the remote hosts (the local ssh config is still read)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON document"},
+		},
+		UseShortOptionHandling: true,
+		Action:                 a.runList,
+	}
+}
+
+func (a *App) runList(ctx context.Context, cmd *cli.Command) error {
+	if cmd.Args().Present() {
+		return usagef("unexpected argument %q; list takes only flags (see 'gopyk list --help')", cmd.Args().First())
+	}
+	showLocal, showSSH := cmd.Bool("local"), cmd.Bool("remote")
+	if !showLocal && !showSSH {
+		showLocal, showSSH = true, true
+	}
+	a.log.Info("kernel spec search path", "dirs", kernelspec.Path())
+
+	specs, errs := kernelspec.All()
+	rep := listReport{Kernels: []kernelReport{}, Errors: []string{}}
+	for _, err := range errs {
+		rep.Errors = append(rep.Errors, err.Error()+"; fix the file, or delete it with 'gopyk delete --force NAME'")
+	}
+	// Local kernels first, then SSH ones, each sorted by name (as sshpyk).
+	for _, s := range specs {
+		if s.Gopyk == nil && showLocal {
+			rep.Kernels = append(rep.Kernels, localReport(s))
+		}
+	}
+	for _, s := range specs {
+		if s.Gopyk != nil && showSSH {
+			rep.Kernels = append(rep.Kernels, a.sshKernelReport(ctx, s, cmd.Bool("no-check")))
+		}
+	}
+	if cmd.Bool("json") {
+		enc := json.NewEncoder(a.Stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(rep)
+	}
+	for _, e := range rep.Errors {
+		a.warn("%s", e)
+	}
+	newPrinter(a.Stdout, useColor(a.Stdout)).print(rep)
+	return nil
+}
+
+// useColor: only on a terminal, and never when NO_COLOR is set (no-color.org).
+func useColor(w any) bool {
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
+}
+
+func localReport(s *kernelspec.Spec) kernelReport {
+	mode := s.InterruptMode
+	if mode == "" {
+		mode = "signal"
+	}
+	return kernelReport{
+		Name: s.Name, Kind: "local", DisplayName: s.DisplayName, ResourceDir: s.Dir,
+		SpecFile: s.File(), Argv: nonNil(s.Argv), Language: s.Language, InterruptMode: mode,
+	}
+}
+
+func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck bool) kernelReport {
+	r := localReport(s)
+	r.Kind = "ssh"
+	g := *s.Gopyk
+	sr := &sshReport{Settings: g, Command: simplifiedCommand(g)}
+	r.SSH = sr
+
+	sr.InterruptMode = Check{Status: StatusOK, Message: r.InterruptMode}
+	if r.InterruptMode != "signal" {
+		sr.InterruptMode = Check{Status: StatusWarning, Message: r.InterruptMode +
+			"; gopyk-kernel expects signal (Jupyter then signals it, and it interrupts the remote kernel); fix interrupt_mode in " + s.File()}
+	}
+	sr.LaunchTimeout, sr.ShutdownTimeout = g.LaunchTimeout, g.ShutdownTimeout
+	if sr.LaunchTimeout == 0 {
+		sr.LaunchTimeout = kernelspec.DefaultLaunchTimeout
+	}
+	if sr.ShutdownTimeout == 0 {
+		sr.ShutdownTimeout = kernelspec.DefaultShutdownTimeout
+	}
+
+	if g.SSHConfig != "" {
+		sr.SSHConfig = &Check{Status: StatusOK, Message: g.SSHConfig}
+		if !isFile(g.SSHConfig) {
+			sr.SSHConfig = &Check{Status: StatusError, Message: g.SSHConfig +
+				" not found; fix it with 'gopyk edit --kernel-name " + s.Name + " --ssh-config FILE' or '--unset ssh_config'"}
+		}
+	}
+	route, err := sshconf.Resolve(ctx, g.SSHHostAlias, sshconf.Options{ConfigFile: g.SSHConfig})
+	if err != nil {
+		a.log.Warn("resolve ssh host alias", "kernel", s.Name, "alias", g.SSHHostAlias, "err", err)
+		sr.RouteError = &Check{Key: g.SSHHostAlias, Status: StatusError, Message: oneLine(err.Error())}
+		sr.Route = []hostReport{}
+		sr.Remote = unknownRemote("not checked: the ssh config for " + g.SSHHostAlias + " has an error")
+		return r
+	}
+	for i, h := range route {
+		sr.Route = append(sr.Route, hostChecks(h, i < len(route)-1))
+	}
+	switch {
+	case noCheck:
+		sr.Remote = unknownRemote("not checked (--no-check)")
+	default:
+		sr.Remote = a.RemoteChecks(ctx, s, route)
+	}
+	return r
+}
+
+// simplifiedCommand shows what runs where, for a person; it is not the exact command.
+func simplifiedCommand(g kernelspec.Gopyk) string {
+	py := g.RemotePython
+	if py == "" {
+		py = "python3"
+	}
+	remote := py
+	if g.RemotePre != "" {
+		remote = g.RemotePre + "; " + py
+	}
+	return fmt.Sprintf("ssh %s %s  (remote kernel spec %s)", g.SSHHostAlias, shellQuote(remote), g.RemoteKernelName)
+}
+
+// hostChecks describes the settings gopyk takes from the ssh config of one hop.
+func hostChecks(h *sshconf.Settings, jump bool) hostReport {
+	hr := hostReport{
+		Alias: h.Alias, Jump: jump, HostName: h.HostName, Port: h.Port, User: h.User,
+		IdentityFiles: nonNil(h.IdentityFiles), ProxyJump: h.ProxyJump, ProxyCommand: h.ProxyCommand,
+	}
+	add := func(key string, st Status, msg string) {
+		hr.Checks = append(hr.Checks, Check{Key: key, Status: st, Message: msg})
+	}
+	add("hostname", StatusInfo, h.HostName)
+	add("port", StatusInfo, fmt.Sprint(h.Port))
+	add("user", StatusInfo, h.User)
+
+	var existing []string
+	for _, f := range h.IdentityFiles {
+		if isFile(f) {
+			existing = append(existing, f)
+		}
+	}
+	switch {
+	case len(existing) > 0:
+		for _, f := range existing {
+			add("identityfile", StatusOK, f)
+		}
+	case len(h.IdentityFiles) == 1:
+		add("identityfile", StatusError, h.IdentityFiles[0]+" does not exist; fix IdentityFile for "+h.Alias+" in your ssh config")
+	case len(h.IdentityFiles) > 1:
+		add("identityfile", StatusInfo, fmt.Sprintf("none of the %d key files exist (ssh's defaults when none is configured); gopyk will use the ssh agent", len(h.IdentityFiles)))
+	}
+	if h.ProxyJump != "" {
+		add("proxyjump", StatusInfo, h.ProxyJump)
+	}
+	if h.ProxyCommand != "" {
+		add("proxycommand", StatusInfo, h.ProxyCommand)
+	}
+	for _, k := range []string{"controlmaster", "controlpersist", "controlpath"} {
+		v := strings.Join(h.Raw[k], " ")
+		switch strings.ToLower(v) {
+		case "", "no", "false", "none":
+			continue
+		}
+		add(k, StatusInfo, v+" (not needed by gopyk: it keeps its one connection itself)")
+	}
+	return hr
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// shellQuote quotes s for display the way a user would type it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '_' || r == '-' || r == '=' || r == ':' ||
+			(r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

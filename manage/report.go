@@ -1,0 +1,91 @@
+package manage
+
+import (
+	"context"
+
+	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/sshconf"
+)
+
+// Status is the outcome of one check; `gopyk list` shows it as a marker.
+type Status string
+
+const (
+	StatusOK      Status = "ok"      // (v)
+	StatusError   Status = "error"   // (x)
+	StatusWarning Status = "warning" // (!)
+	StatusInfo    Status = "info"    // (i)
+	StatusUnknown Status = "unknown" // (?) not checked
+)
+
+// Check is one line of `gopyk list`: a top-level line when Label is set
+// ("SSH Connection"), a line under a host when Key is set ("identityfile").
+type Check struct {
+	Label   string `json:"label,omitempty"`
+	Key     string `json:"key,omitempty"`
+	Status  Status `json:"status"`
+	Message string `json:"message"`
+}
+
+// RemoteChecks checks what only the remote host can tell (connection, remote
+// system, python, kernel spec) for one spec whose route resolved. It returns
+// top-level lines, in display order.
+type RemoteChecks func(ctx context.Context, spec *kernelspec.Spec, route sshconf.Route) []Check
+
+// remoteLabels are the lines RemoteChecks fills in, in sshpyk's order.
+var remoteLabels = []string{"SSH Connection", "Remote System", "Remote Python", "Remote Kernel Name"}
+
+// notChecked is the RemoteChecks used until gopyk can connect by itself.
+func notChecked(context.Context, *kernelspec.Spec, sshconf.Route) []Check {
+	return unknownRemote("not checked")
+}
+
+func unknownRemote(why string) []Check {
+	checks := make([]Check, len(remoteLabels))
+	for i, l := range remoteLabels {
+		checks[i] = Check{Label: l, Status: StatusUnknown, Message: why}
+	}
+	return checks
+}
+
+// listReport is everything `gopyk list` shows; --json prints it as is.
+type listReport struct {
+	Kernels []kernelReport `json:"kernels"`
+	Errors  []string       `json:"errors"` // specs that could not be read
+}
+
+type kernelReport struct {
+	Name          string     `json:"name"`
+	Kind          string     `json:"kind"` // "local" or "ssh"
+	DisplayName   string     `json:"display_name"`
+	ResourceDir   string     `json:"resource_dir"`
+	SpecFile      string     `json:"spec_file"`
+	Argv          []string   `json:"argv"`
+	Language      string     `json:"language"`
+	InterruptMode string     `json:"interrupt_mode"`
+	SSH           *sshReport `json:"ssh,omitempty"`
+}
+
+type sshReport struct {
+	Settings        kernelspec.Gopyk `json:"settings"`
+	Command         string           `json:"command"` // simplified, for people
+	InterruptMode   Check            `json:"interrupt_mode"`
+	SSHConfig       *Check           `json:"ssh_config,omitempty"`
+	Route           []hostReport     `json:"route"` // dial order: jump hosts first, the target last
+	RouteError      *Check           `json:"route_error,omitempty"`
+	Remote          []Check          `json:"remote"`
+	LaunchTimeout   int              `json:"launch_timeout"`
+	ShutdownTimeout int              `json:"shutdown_timeout"`
+}
+
+type hostReport struct {
+	Alias         string   `json:"alias"`
+	Jump          bool     `json:"jump"`
+	HostName      string   `json:"hostname"`
+	Port          int      `json:"port"`
+	User          string   `json:"user"`
+	IdentityFiles []string `json:"identity_files"`
+	ProxyJump     string   `json:"proxy_jump,omitempty"`
+	ProxyCommand  string   `json:"proxy_command,omitempty"`
+	Checks        []Check  `json:"checks"`
+}
