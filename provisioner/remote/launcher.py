@@ -1,0 +1,1147 @@
+# gopyk remote launcher: Python 3.6+ standard library only.
+#
+# The bootstrap in command.go runs this file with two globals: PARAMS (the JSON
+# line read from stdin, the HMAC key included) and STDIN (the buffered stdin).
+# It replies with framed lines on stdout (MAGIC + JSON) so that whatever shell
+# rc files print is ignored by the reader. A launch forks a detached
+# supervisor that owns the kernel and serves a control socket in a private
+# run directory; the launcher process itself exits after its one reply.
+#
+# Nothing here may ever print, log or put on a command line the key.
+
+import errno
+import json
+import os
+import selectors
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+MAGIC = "@@gopyk1@@"
+PROTOCOL = 1
+SOCK_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS/BSD
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+TAIL_LINES = 20
+TAIL_BYTES = 4096
+KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL
+DEFAULT_GRACE = 600.0
+DEFAULT_SHUTDOWN = 10.0
+DEFAULT_LAUNCH = 60.0
+
+
+class Fail(Exception):
+    """An error reply: code is machine-readable, message is for humans."""
+
+    def __init__(self, code, message, **extra):
+        Exception.__init__(self, message)
+        self.code = code
+        self.extra = extra
+
+    def reply(self):
+        d = {"ok": False, "code": self.code, "error": str(self)}
+        d.update(self.extra)
+        return d
+
+
+# ---------------------------------------------------------------- output
+
+
+def write_all(fd, data):
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+def frame(obj):
+    # The leading newline separates us from rc-file output without one.
+    return ("\n" + MAGIC + json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+
+def reply(obj):
+    obj.setdefault("protocol", PROTOCOL)
+    try:
+        write_all(1, frame(obj))
+    except OSError:
+        pass  # the local side went away; nothing left to tell
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def tail(path, lines=TAIL_LINES):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+
+
+def write_private(path, data):
+    """Write data to path atomically, mode 0600."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def private_dir(path):
+    """Create path (0700) or check that an existing one is ours and private."""
+    try:
+        os.makedirs(path, 0o700)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise Fail("run_dir", "%s is not a directory owned by uid %d" % (path, os.getuid()))
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def pid_alive(pid):
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
+
+
+def host_facts():
+    u = os.uname()
+    try:
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        user = os.environ.get("USER", str(os.getuid()))
+    return {
+        "hostname": socket.gethostname(),
+        "user": user,
+        "uname": " ".join([u.sysname, u.nodename, u.release, u.version, u.machine]),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "python_executable": sys.executable,
+    }
+
+
+def num(params, name, default):
+    v = params.get(name)
+    if v is None:
+        return default
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise Fail("bad_params", "%s must be a number of seconds" % name)
+    return float(v)
+
+
+# ---------------------------------------------------------------- kernel specs
+
+
+def envset(name):
+    return os.environ.get(name, "no").lower() not in ("no", "n", "false", "off", "0", "0.0")
+
+
+def jupyter_data_dir():
+    if os.environ.get("JUPYTER_DATA_DIR"):
+        return os.environ["JUPYTER_DATA_DIR"]
+    home = os.path.realpath(os.path.expanduser("~"))
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Jupyter")
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    return os.path.join(xdg, "jupyter")
+
+
+def jupyter_path():
+    """jupyter_core.paths.jupyter_path() for this python, without importing it."""
+    paths = []
+    if os.environ.get("JUPYTER_PATH"):
+        paths.extend(p.rstrip(os.sep) for p in os.environ["JUPYTER_PATH"].split(os.pathsep) if p)
+    user = [jupyter_data_dir()]
+    import site
+
+    if site.ENABLE_USER_SITE:
+        base = site.getuserbase() if hasattr(site, "getuserbase") else getattr(site, "USER_BASE", None)
+        if base:
+            d = os.path.join(base, "share", "jupyter")
+            if d not in user:
+                user.append(d)
+    system = ["/usr/local/share/jupyter", "/usr/share/jupyter"]
+    env = [p for p in [os.path.join(sys.prefix, "share", "jupyter")] if p not in system]
+    if envset("JUPYTER_PREFER_ENV_PATH"):
+        paths.extend(env + user)
+    else:
+        paths.extend(user + env)
+    return paths + system
+
+
+def native_kernel():
+    """ipykernel's built-in python3 spec, as jupyter_client offers it."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("ipykernel")
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        return None
+    res = os.path.join(os.path.dirname(found.origin or ""), "resources")
+    return {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "env": {},
+        "interrupt_mode": "signal",
+        "resource_dir": res,
+    }
+
+
+def find_spec(name):
+    """Find kernel spec `name` (case-insensitive) exactly as jupyter_client does."""
+    want = name.lower()
+    dirs = [os.path.join(p, "kernels") for p in jupyter_path()]
+    seen = []
+    for d in dirs:
+        try:
+            entries = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for f in entries:
+            path = os.path.join(d, f)
+            if not os.path.isfile(os.path.join(path, "kernel.json")):
+                continue
+            if f.lower() == want:
+                return load_spec(path)
+            if f.lower() not in seen:
+                seen.append(f.lower())
+    if want == "python3":
+        spec = native_kernel()
+        if spec:
+            return spec
+    elif native_kernel() and "python3" not in seen:
+        seen.append("python3")
+    raise Fail(
+        "unknown_kernel",
+        "no kernel spec named %r for %s (searched %s); kernel specs found: %s"
+        % (name, sys.executable, ", ".join(dirs), ", ".join(sorted(seen)) or "none"),
+        kernel_names=sorted(seen),
+    )
+
+
+def load_spec(path):
+    fn = os.path.join(path, "kernel.json")
+    try:
+        with open(fn, "rb") as f:
+            spec = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise Fail("bad_spec", "cannot read kernel spec %s: %s" % (fn, e))
+    argv = spec.get("argv") if isinstance(spec, dict) else None
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise Fail("bad_spec", "kernel spec %s: argv must be a non-empty list of strings" % fn)
+    env = spec.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise Fail("bad_spec", "kernel spec %s: env must map names to strings" % fn)
+    mode = spec.get("interrupt_mode") or "signal"
+    if mode not in ("signal", "message"):
+        raise Fail("bad_spec", "kernel spec %s: interrupt_mode must be signal or message" % fn)
+    return {"argv": argv, "env": env, "interrupt_mode": mode, "resource_dir": path}
+
+
+def format_argv(argv, connection_file, resource_dir):
+    """jupyter_client's KernelManager.format_kernel_cmd plus launch_kernel's expanduser."""
+    import re
+
+    cmd = list(argv)
+    if cmd[0] in ("python", "python%d" % sys.version_info[0], "python%d.%d" % sys.version_info[:2]):
+        cmd[0] = sys.executable
+    ns = {"connection_file": os.path.realpath(connection_file), "prefix": sys.prefix}
+    if resource_dir:
+        ns["resource_dir"] = resource_dir
+    pat = re.compile(r"\{([A-Za-z0-9_]+)\}")
+    cmd = [pat.sub(lambda m: ns.get(m.group(1), m.group()), a) for a in cmd]
+    return [os.path.expanduser(a) for a in cmd]
+
+
+def kernel_env(spec_env, extra):
+    from string import Template
+
+    env = dict(os.environ)
+    env.update({k: Template(v).safe_substitute(env) for k, v in spec_env.items()})
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------- run dirs
+
+
+def run_bases():
+    return [
+        os.path.join(os.path.expanduser("~"), ".gopyk", "run"),
+        "/tmp/gopyk-%d" % os.getuid(),
+    ]
+
+
+def fits(run_dir):
+    return len((run_dir + "/ctl").encode()) <= SOCK_MAX and len((run_dir + "/k-5").encode()) <= SOCK_MAX
+
+
+def new_run_dir():
+    import binascii
+
+    rid = binascii.hexlify(os.urandom(4)).decode()
+    errors = []
+    for base in run_bases():
+        path = os.path.join(base, rid)
+        if not fits(path):
+            errors.append("%s: socket paths would exceed %d bytes" % (base, SOCK_MAX))
+            continue
+        try:
+            if base == run_bases()[0]:
+                private_dir(os.path.dirname(base))  # ~/.gopyk
+            private_dir(base)
+            os.mkdir(path, 0o700)
+            return path
+        except (OSError, Fail) as e:
+            errors.append("%s: %s" % (base, e))
+    raise Fail("run_dir", "cannot create a run directory: " + "; ".join(errors))
+
+
+def free_tcp_ports(n):
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def tcp_port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as zmq does
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def rmtree(path):
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- control client (used by the exec actions)
+
+
+def control_call(run_dir, request, timeout=5.0):
+    path = os.path.join(run_dir, "ctl")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        try:
+            s.connect(path)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
+                raise Fail("gone", "no gopyk supervisor at %s (the kernel exited or was shut down)" % run_dir)
+            raise Fail("control", "cannot reach the supervisor at %s: %s" % (path, e))
+        s.sendall((json.dumps(request) + "\n").encode())
+        buf = b""
+        while b"\n" not in buf:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                raise Fail("control", "the supervisor at %s did not answer within %gs" % (run_dir, timeout))
+            if not chunk:
+                raise Fail("gone", "the supervisor at %s closed the connection without answering" % run_dir)
+            buf += chunk
+        return json.loads(buf.split(b"\n", 1)[0].decode())
+    finally:
+        s.close()
+
+
+def list_kernels():
+    """Every supervisor of this user; stale run dirs (supervisor dead) are removed."""
+    kernels, removed = [], []
+    for base in run_bases():
+        try:
+            names = sorted(os.listdir(base))
+        except OSError:
+            continue
+        for name in names:
+            d = os.path.join(base, name)
+            try:
+                r = control_call(d, {"op": "status"}, timeout=2.0)
+                kernels.append(r)
+                continue
+            except Fail as e:
+                if e.code != "gone":
+                    kernels.append(dict(e.reply(), run_dir=d))
+                    continue
+            # Dead supervisor: remove its leftovers once clearly not a launch in progress.
+            try:
+                with open(os.path.join(d, "state.json")) as f:
+                    st = json.load(f)
+                spid = int(st.get("supervisor_pid", 0))
+                if pid_alive(spid):
+                    continue
+                kpid = int(st.get("kernel_pid", 0))
+                if kpid > 0 and pid_alive(kpid):
+                    kernels.append({"ok": False, "code": "orphan", "run_dir": d, "kernel_pid": kpid,
+                                    "error": "kernel %d is running without its supervisor" % kpid})
+                    continue
+            except (OSError, ValueError, TypeError, AttributeError):
+                try:
+                    if time.time() - os.lstat(d).st_mtime < 120:
+                        continue
+                except OSError:
+                    continue
+            rmtree(d)
+            removed.append(d)
+    return {"ok": True, "kernels": kernels, "removed": removed}
+
+
+# ---------------------------------------------------------------- supervisor
+
+
+class Conn(object):
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.lease = False
+        self.ping_timeout = 0.0
+        self.last_seen = time.monotonic()
+
+
+class Supervisor(object):
+    """Owns one kernel: starts, watches, signals and stops it; serves the control socket."""
+
+    def __init__(self, params, spec, run_dir, listener, facts):
+        self.p = params
+        self.spec = spec
+        self.run_dir = run_dir
+        self.listener = listener
+        self.facts = facts
+        self.key = params["key"]
+        self.transport = params.get("transport") or "ipc"
+        self.persistent = bool(params.get("persistent"))
+        self.grace = num(params, "grace_seconds", DEFAULT_GRACE)
+        self.shutdown_timeout = num(params, "shutdown_timeout", DEFAULT_SHUTDOWN)
+        self.launch_timeout = num(params, "launch_timeout", DEFAULT_LAUNCH)
+        self.cf = os.path.join(run_dir, "kernel.json")
+        self.log_path = os.path.join(run_dir, "kernel.log")
+        self.proc = None
+        self.state = "new"  # starting, running, stopping, exited
+        self.started = time.time()
+        self.restarts = 0
+        self.conns = {}
+        self.timers = {}
+        self.stop_waiters = []  # callbacks run once the kernel has exited after stop()
+        self.ready_cb = None
+        self.exit_info = None
+        self.sel = selectors.DefaultSelector()
+        self.want_exit = False
+        self.argv = []
+        self.sup_log = None
+
+    # -- bookkeeping
+
+    def log(self, msg):
+        try:
+            if self.sup_log is None:
+                fd = os.open(os.path.join(self.run_dir, "supervisor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self.sup_log = os.fdopen(fd, "a")
+            self.sup_log.write("%s [%d] %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), os.getpid(), msg))
+            self.sup_log.flush()
+        except OSError:
+            pass
+
+    def timer(self, name, delay, fn):
+        self.timers[name] = (time.monotonic() + delay, fn)
+
+    def cancel(self, name):
+        self.timers.pop(name, None)
+
+    def write_state(self):
+        st = {"supervisor_pid": os.getpid(), "kernel_pid": self.proc.pid if self.proc else 0,
+              "kernel_name": self.p.get("kernel_name"), "tag": self.p.get("tag", ""), "started": self.started}
+        try:
+            write_private(os.path.join(self.run_dir, "state.json"), json.dumps(st).encode())
+        except OSError as e:
+            self.log("cannot write state.json: %s" % e)
+
+    def leases(self):
+        return [c for c in self.conns.values() if c.lease]
+
+    # -- connection file and channels
+
+    def ports(self):
+        return self.conn_info["ports"]
+
+    def write_connection_file(self):
+        ci = self.conn_info
+        d = {"ip": ci["ip"], "transport": self.transport, "key": self.key,
+             "signature_scheme": self.p.get("signature_scheme") or "hmac-sha256",
+             "kernel_name": self.p.get("kernel_name", "")}
+        for ch, port in zip(CHANNELS, ci["ports"]):
+            d[ch + "_port"] = port
+        write_private(self.cf, json.dumps(d, indent=1).encode())
+
+    def choose_ports(self, reuse):
+        if self.transport == "ipc":
+            self.conn_info = {"ip": os.path.join(self.run_dir, "k"), "ports": [1, 2, 3, 4, 5]}
+            return
+        if reuse and all(tcp_port_free(p) for p in self.conn_info["ports"]):
+            return
+        self.conn_info = {"ip": "127.0.0.1", "ports": free_tcp_ports(5)}
+
+    def addrs(self):
+        ci = self.conn_info
+        if self.transport == "ipc":
+            return ["%s-%d" % (ci["ip"], p) for p in ci["ports"]]
+        return [(ci["ip"], p) for p in ci["ports"]]
+
+    def channels(self):
+        if self.transport == "ipc":
+            return dict(zip(CHANNELS, self.addrs()))
+        return {ch: "%s:%d" % a for ch, a in zip(CHANNELS, self.addrs())}
+
+    def channels_ready(self):
+        fam = socket.AF_UNIX if self.transport == "ipc" else socket.AF_INET
+        for a in self.addrs():
+            if fam == socket.AF_UNIX and not os.path.exists(a):
+                return False
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.settimeout(0.5)
+            try:
+                s.connect(a)
+            except OSError:
+                return False
+            finally:
+                s.close()
+        return True
+
+    def remove_ipc_files(self):
+        if self.transport == "ipc":
+            for a in self.addrs():
+                try:
+                    os.unlink(a)
+                except OSError:
+                    pass
+
+    def status(self):
+        d = {"ok": True, "supervisor_pid": os.getpid(),
+             "kernel_pid": self.proc.pid if self.proc and self.state in ("starting", "running", "stopping") else 0,
+             "state": self.state, "run_dir": self.run_dir, "control": os.path.join(self.run_dir, "ctl"),
+             "connection_file": self.cf, "transport": self.transport, "ip": self.conn_info["ip"],
+             "ports": self.conn_info["ports"], "channels": self.channels(),
+             "interrupt_mode": self.spec["interrupt_mode"], "argv": self.argv,
+             "kernel_name": self.p.get("kernel_name", ""), "spec_dir": self.spec.get("resource_dir") or "",
+             "persistent": self.persistent, "grace_seconds": self.grace, "leases": len(self.leases()),
+             "started": self.started, "restarts": self.restarts, "tag": self.p.get("tag", "")}
+        d.update(self.facts)
+        return d
+
+    # -- kernel process
+
+    def start_kernel(self, on_ready):
+        """Start the kernel; on_ready(error_dict_or_None) once its sockets accept or it failed."""
+        self.remove_ipc_files()
+        self.write_connection_file()
+        self.argv = format_argv(self.spec["argv"], self.cf, self.spec.get("resource_dir"))
+        extra = self.p.get("env") or {}
+        env = kernel_env(self.spec.get("env") or {}, {k: str(v) for k, v in extra.items()})
+        env["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel exits when we are gone
+        cwd = self.p.get("cwd") or os.path.expanduser("~")
+        logfd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=logfd, stderr=logfd, env=env, cwd=cwd,
+                start_new_session=True, close_fds=True, preexec_fn=death_signal(),
+            )
+        except OSError as e:
+            self.proc = None
+            self.state = "exited"
+            on_ready({"ok": False, "code": "kernel_died", "exit_code": None,
+                      "error": "cannot start the kernel %s: %s" % (self.argv[0], e.strerror or e),
+                      "argv": self.argv, "stderr_tail": ""})
+            return
+        finally:
+            os.close(logfd)
+        self.state = "starting"
+        self.ready_cb = on_ready
+        self.log("kernel started: pid %d argv %s" % (self.proc.pid, self.argv))
+        self.write_state()
+        deadline = time.monotonic() + self.launch_timeout
+
+        def probe():
+            if self.state != "starting":
+                return
+            if self.channels_ready():
+                self.state = "running"
+                self.log("kernel %d ready" % self.proc.pid)
+                self.ready_cb, cb = None, self.ready_cb
+                cb(None)
+            elif time.monotonic() > deadline:
+                self.log("kernel %d not ready after %gs" % (self.proc.pid, self.launch_timeout))
+                self.ready_cb, cb = None, self.ready_cb
+                err = {"ok": False, "code": "timeout", "argv": self.argv, "stderr_tail": tail(self.log_path),
+                       "error": "the kernel did not open its sockets within %gs" % self.launch_timeout}
+                self.stop(0, lambda info: cb(err))
+            else:
+                self.timer("probe", 0.02, probe)
+
+        self.timer("probe", 0.01, probe)
+
+    def reap(self):
+        """Called on SIGCHLD: notice the kernel's exit."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        if self.proc.poll() is None:
+            return
+        rc = self.proc.returncode
+        info = {"exit_code": rc if rc >= 0 else None, "signal": -rc if rc < 0 else 0,
+                "stderr_tail": tail(self.log_path), "kernel_pid": self.proc.pid}
+        self.log("kernel %d exited: %s" % (self.proc.pid, "code %d" % rc if rc >= 0 else "signal %d" % -rc))
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever it left in its group
+        except OSError:
+            pass
+        self.cancel("term")
+        self.cancel("kill")
+        self.cancel("probe")
+        prev = self.state
+        self.state = "exited"
+        self.exit_info = info
+        if prev == "starting" and self.ready_cb:
+            cb, self.ready_cb = self.ready_cb, None
+            desc = "exit code %d" % rc if rc >= 0 else "signal %d" % -rc
+            cb({"ok": False, "code": "kernel_died", "exit_code": info["exit_code"], "signal": info["signal"],
+                "argv": self.argv, "stderr_tail": info["stderr_tail"],
+                "error": "the kernel died while starting (%s)" % desc})
+            return
+        if prev == "stopping":
+            waiters, self.stop_waiters = self.stop_waiters, []
+            for w in waiters:
+                w(info)
+            return
+        # Died on its own (crash, OOM, kill -9): tell every lease, then go.
+        self.notify(dict(info, event="kernel_exited", reason="died"))
+        self.finish()
+
+    def signal_kernel(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except OSError:
+            try:
+                self.proc.send_signal(sig)
+            except OSError:
+                pass
+
+    def stop(self, wait, then):
+        """Let the kernel exit within `wait` seconds, then SIGTERM, then SIGKILL; then(info)."""
+        if self.state == "exited" or self.proc is None:
+            then(self.exit_info or {})
+            return
+        self.stop_waiters.append(then)
+        if self.state == "stopping":
+            return
+        self.state = "stopping"
+        self.cancel("probe")
+        if self.ready_cb:
+            cb, self.ready_cb = self.ready_cb, None
+            cb({"ok": False, "code": "stopped", "error": "the kernel was stopped while starting"})
+        self.log("stopping kernel %d (wait %gs)" % (self.proc.pid, wait))
+
+        def kill():
+            self.log("kernel %d ignored SIGTERM: SIGKILL" % self.proc.pid)
+            self.signal_kernel(signal.SIGKILL)
+
+        def term():
+            self.log("kernel %d still running: SIGTERM" % self.proc.pid)
+            self.signal_kernel(signal.SIGTERM)
+            self.timer("kill", KILL_AFTER, kill)
+
+        if wait > 0:
+            self.timer("term", wait, term)
+        else:
+            term()
+
+    # -- leases and grace
+
+    def notify(self, event):
+        data = (json.dumps(event) + "\n").encode()
+        for c in self.leases():
+            if not send_all(c.sock, data):
+                self.drop(c)
+
+    def arm_grace(self):
+        if self.persistent or self.leases() or self.state in ("stopping", "exited"):
+            self.cancel("grace")
+            return
+        if "grace" in self.timers:
+            return
+        self.log("no lease: shutting down in %gs unless one arrives" % self.grace)
+        self.timer("grace", self.grace, self.grace_expired)
+
+    def grace_expired(self):
+        self.log("grace period over without a lease: shutting the kernel down")
+        self.stop(0, lambda info: self.finish())
+
+    # -- control socket
+
+    def accept(self):
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        c = Conn(sock)
+        self.conns[sock.fileno()] = c
+        self.sel.register(sock, selectors.EVENT_READ, c)
+
+    def drop(self, c):
+        fd = c.sock.fileno()
+        if fd in self.conns:
+            del self.conns[fd]
+            try:
+                self.sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+        c.sock.close()
+        if c.lease:
+            c.lease = False
+            self.log("lease closed (%d left)" % len(self.leases()))
+            self.arm_grace()
+
+    def readable(self, c):
+        try:
+            data = c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(c)
+            return
+        c.last_seen = time.monotonic()
+        c.buf += data
+        if len(c.buf) > 1 << 20:
+            self.drop(c)
+            return
+        while b"\n" in c.buf and c.sock.fileno() in self.conns:
+            line, c.buf = c.buf.split(b"\n", 1)
+            if line.strip():
+                self.request(c, line)
+
+    def answer(self, c, obj, close=True):
+        ok = send_all(c.sock, (json.dumps(obj) + "\n").encode())
+        if close or not ok:
+            self.drop(c)
+
+    def request(self, c, line):
+        try:
+            req = json.loads(line.decode())
+            op = req.get("op")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            self.answer(c, {"ok": False, "code": "bad_request", "error": "request is not a JSON object"})
+            return
+        if c.lease:
+            return  # pings keep a lease alive; nothing else is read on it
+        if op == "status":
+            self.answer(c, self.status())
+        elif op == "interrupt":
+            if self.state != "running":
+                self.answer(c, {"ok": False, "code": "not_running", "error": "the kernel is %s" % self.state})
+                return
+            self.log("interrupt: SIGINT to process group %d" % self.proc.pid)
+            self.signal_kernel(signal.SIGINT)
+            self.answer(c, {"ok": True})
+        elif op == "persist":
+            self.persistent = bool(req.get("persistent"))
+            self.log("persistent = %s" % self.persistent)
+            self.arm_grace()
+            self.answer(c, self.status())
+        elif op == "lease":
+            c.lease = True
+            pt = req.get("ping_timeout")
+            c.ping_timeout = float(pt) if isinstance(pt, (int, float)) and pt > 0 else 0.0
+            self.cancel("grace")
+            self.log("lease opened (%d now)" % len(self.leases()))
+            self.answer(c, self.status(), close=False)
+        elif op == "shutdown":
+            wait = req.get("timeout")
+            wait = float(wait) if isinstance(wait, (int, float)) and wait >= 0 else self.shutdown_timeout
+            self.log("shutdown requested")
+
+            def done(info):
+                self.answer(c, dict(info, ok=True))
+                self.notify(dict(info, event="kernel_exited", reason="shutdown"))
+                self.finish()
+
+            self.stop(wait, done)
+        elif op == "restart":
+            if self.state != "running":
+                self.answer(c, {"ok": False, "code": "busy", "error": "cannot restart: the kernel is %s" % self.state})
+                return
+            wait = req.get("timeout")
+            wait = float(wait) if isinstance(wait, (int, float)) and wait >= 0 else self.shutdown_timeout
+            self.log("restart requested")
+            self.restart(wait, c)
+        else:
+            self.answer(c, {"ok": False, "code": "bad_request", "error": "unknown op %r" % (op,)})
+
+    def restart(self, wait, c):
+        def started(err):
+            if err:
+                self.answer(c, err)
+                if err.get("code") == "stopped":
+                    return  # whoever stopped it finishes the job
+                self.notify(dict(err, event="kernel_exited", reason="restart_failed"))
+                self.finish()
+                return
+            self.restarts += 1
+            st = self.status()
+            self.answer(c, st)
+            self.notify({"event": "restarted", "status": st})
+
+        def stopped(info):
+            if self.want_exit:
+                return
+            self.choose_ports(reuse=True)
+            self.start_kernel(started)
+
+        self.stop(wait, stopped)
+
+    # -- main loop
+
+    def on_signal(self):
+        try:
+            data = os.read(self.wake_r, 512)
+        except OSError:
+            return
+        for b in bytearray(data):
+            if b == signal.SIGCHLD:
+                self.reap()
+            elif b == signal.SIGTERM and self.state not in ("stopping", "exited"):
+                self.log("SIGTERM: shutting down")
+                self.stop(0, self.shut)
+
+    def shut(self, info):
+        self.notify(dict(info, event="kernel_exited", reason="shutdown"))
+        self.finish()
+
+    def finish(self):
+        """Exit once the kernel is gone: the loop ends, then cleanup() runs."""
+        self.want_exit = True
+
+    def done(self):
+        return self.want_exit and self.state in ("new", "exited")
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:  # never leave a kernel behind
+            self.log("kernel %d still running at exit: SIGKILL" % self.proc.pid)
+            self.signal_kernel(signal.SIGKILL)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        for c in list(self.conns.values()):
+            try:
+                c.sock.close()
+            except OSError:
+                pass
+        self.conns.clear()
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        self.log("supervisor exits; removing %s" % self.run_dir)
+        rmtree(self.run_dir)
+
+    def run(self, on_ready):
+        """Start the kernel and serve until it is gone. on_ready is called once."""
+        self.wake_r, wake_w = os.pipe()
+        for fd in (self.wake_r, wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda s, f: None)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "signal")
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, "accept")
+        self.choose_ports(reuse=False)
+
+        def ready(err):
+            on_ready(err)
+            if err:
+                self.finish()
+            else:
+                self.arm_grace()
+
+        self.start_kernel(ready)
+        while not self.done():
+            now = time.monotonic()
+            timeout = None
+            if self.timers:
+                timeout = max(0.0, min(t for t, _ in self.timers.values()) - now)
+            for c in self.leases():
+                if c.ping_timeout:
+                    left = max(0.0, c.last_seen + c.ping_timeout - now)
+                    timeout = left if timeout is None else min(timeout, left)
+            for key, _ in self.sel.select(timeout):
+                if key.data == "signal":
+                    self.on_signal()
+                elif key.data == "accept":
+                    self.accept()
+                elif isinstance(key.data, Conn):
+                    if key.data.sock.fileno() in self.conns:
+                        self.readable(key.data)
+                else:
+                    key.data()  # an extra fd with its callback (the launch's abort pipe)
+            self.reap()  # a SIGCHLD may have raced the wakeup byte
+            now = time.monotonic()
+            for name, (when, fn) in sorted(self.timers.items(), key=lambda kv: kv[1][0]):
+                if when <= now and self.timers.get(name, (None,))[0] == when:
+                    del self.timers[name]
+                    fn()
+            for c in self.leases():
+                if c.ping_timeout and now - c.last_seen > c.ping_timeout:
+                    self.log("lease silent for %gs: dropped" % c.ping_timeout)
+                    self.drop(c)
+        self.cleanup()
+
+
+def send_all(sock, data, timeout=2.0):
+    """Send on a non-blocking socket, giving up after timeout (a client that stopped reading)."""
+    deadline = time.monotonic() + timeout
+    while data:
+        try:
+            n = sock.send(data)
+            data = data[n:]
+        except (BlockingIOError, InterruptedError):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            select_write(sock, left)
+        except OSError:
+            return False
+    return True
+
+
+def select_write(sock, timeout):
+    import select
+
+    select.select([], [sock], [], timeout)
+
+
+def death_signal():
+    """On Linux, make the kernel get SIGTERM if the supervisor dies (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def pre():
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return pre
+
+
+# ---------------------------------------------------------------- launch
+
+
+def launch(params, stdin):
+    for field in ("kernel_name", "key"):
+        if not isinstance(params.get(field), str) or not params[field]:
+            raise Fail("bad_params", "launch needs %s" % field)
+    transport = params.get("transport") or "ipc"
+    if transport not in ("ipc", "tcp"):
+        raise Fail("bad_params", "transport must be ipc or tcp, not %r" % transport)
+    env = params.get("env") or {}
+    if not isinstance(env, dict):
+        raise Fail("bad_params", "env must be an object")
+    spec = find_spec(params["kernel_name"])
+    facts = host_facts()
+    run_dir = new_run_dir()
+    try:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o077)
+        try:
+            listener.bind(os.path.join(run_dir, "ctl"))
+        finally:
+            os.umask(old)
+        listener.listen(16)
+        sup = Supervisor(params, spec, run_dir, listener, facts)
+    except BaseException:
+        rmtree(run_dir)
+        raise
+    wait = sup.launch_timeout + 5.0
+    ready_r, ready_w = os.pipe()
+    abort_r, abort_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        # First child: new session, fork the supervisor, exit so it is reparented.
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.close(ready_r)
+                os.close(abort_w)
+                supervise(sup, ready_w, abort_r)
+                os._exit(0)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(abort_r)
+    listener.close()
+    os.waitpid(pid, 0)
+    return await_supervisor(ready_r, stdin, wait, run_dir)
+
+
+def await_supervisor(ready_r, stdin, wait, run_dir):
+    """Relay the supervisor's one result; give up if the local side hangs up first."""
+    import select
+
+    deadline = time.monotonic() + wait
+    buf = b""
+    watch = [ready_r]
+    try:
+        stdin_fd = stdin.fileno()
+        watch.append(stdin_fd)
+    except (AttributeError, ValueError, OSError):
+        stdin_fd = -1
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Fail("timeout", "the supervisor did not report within %gs" % wait, run_dir=run_dir)
+        r, _, _ = select.select(watch, [], [], left)
+        if stdin_fd in r:
+            try:
+                more = os.read(stdin_fd, 4096)
+            except OSError:
+                more = b""
+            if not more:
+                # The local side gave up (launch timeout): closing abort_w (at exit) tells
+                # the supervisor to stop the kernel and clean up.
+                os._exit(3)
+        if ready_r in r:
+            chunk = os.read(ready_r, 65536)
+            if not chunk:
+                break
+            buf += chunk
+    try:
+        return json.loads(buf.decode())
+    except ValueError:
+        raise Fail("internal", "the supervisor died while starting the kernel", run_dir=run_dir)
+
+
+def supervise(sup, ready_w, abort_r):
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    told = [False]
+
+    def tell(res):
+        """Send the one launch result to the launcher and stop watching it."""
+        if told[0]:
+            return
+        told[0] = True
+        try:
+            write_all(ready_w, json.dumps(res).encode())
+        except OSError:
+            pass
+        os.close(ready_w)
+        sup.sel.unregister(abort_r)
+        os.close(abort_r)
+
+    def on_ready(err):
+        tell(err or sup.status())
+
+    def aborted():
+        # The launcher exited before we reported: the local side gave up on this launch.
+        sup.log("launch abandoned by the local side: stopping the kernel")
+        tell({})
+        sup.stop(0, lambda info: sup.finish())
+
+    sup.sel.register(abort_r, selectors.EVENT_READ, aborted)
+    sup.log("supervisor started for kernel spec %r in %s" % (sup.p.get("kernel_name"), sup.run_dir))
+    try:
+        sup.run(on_ready)
+    except BaseException as e:  # never leave a kernel or a run dir behind
+        import traceback
+
+        sup.log("supervisor crashed: %s" % traceback.format_exc())
+        tell({"ok": False, "code": "internal", "error": "supervisor crashed: %s" % e})
+        if sup.proc and sup.proc.poll() is None:
+            sup.signal_kernel(signal.SIGKILL)
+        rmtree(sup.run_dir)
+
+
+# ---------------------------------------------------------------- entry
+
+
+def main(params_line, stdin):
+    try:
+        try:
+            params = json.loads(params_line.decode())
+            if not isinstance(params, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise Fail("bad_params", "launch parameters are not a JSON object: %s" % e)
+        action = params.get("action")
+        if action == "launch":
+            res = launch(params, stdin)
+        elif action in ("status", "attach"):
+            rd = params.get("run_dir")
+            if not isinstance(rd, str) or not rd:
+                raise Fail("bad_params", "%s needs run_dir" % action)
+            res = control_call(rd, {"op": "status"})
+        elif action == "control":
+            rd, req = params.get("run_dir"), params.get("request")
+            if not isinstance(rd, str) or not isinstance(req, dict):
+                raise Fail("bad_params", "control needs run_dir and request")
+            res = control_call(rd, req, timeout=num(params, "timeout", 30.0))
+        elif action == "list":
+            res = list_kernels()
+        else:
+            raise Fail("bad_params", "unknown action %r" % (action,))
+        if CACHE_WARNING:
+            res["cache_warning"] = CACHE_WARNING
+        reply(res)
+    except Fail as e:
+        reply(e.reply())
+    except Exception as e:  # a bug: still one clear framed reply
+        reply({"ok": False, "code": "internal", "error": "%s: %s" % (type(e).__name__, e)})
+    sys.stdout.flush()
+    os._exit(0)
+
+
+CACHE_WARNING = globals().get("CACHE_WARNING", "")
+if __name__ == "__gopyk__":
+    main(PARAMS, STDIN)  # noqa: F821 (set by the bootstrap)

@@ -1,0 +1,401 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gopyk/gopyk/wire"
+)
+
+// Actions of an exec session.
+const (
+	ActionLaunch = "launch" // start a supervisor and its kernel
+	ActionStatus = "status" // is the supervisor of Params.RunDir alive? (Reply as for launch)
+	ActionList   = "list"   // every supervisor of this user (Reply.Kernels); removes stale run dirs
+)
+
+// Error codes of a remote error reply (ReplyError.Code).
+const (
+	CodeUnknownKernel = "unknown_kernel" // no kernel spec of that name; KernelNames lists those found
+	CodeBadSpec       = "bad_spec"       // the remote kernel.json is unreadable or has wrong types
+	CodeKernelDied    = "kernel_died"    // the kernel exited while starting; StderrTail says why
+	CodeTimeout       = "timeout"        // the kernel did not open its sockets within LaunchTimeout
+	CodeGone          = "gone"           // no supervisor at RunDir (kernel exited or shut down)
+	CodeTooOld        = "python_too_old" // the remote python is older than 3.6
+	CodeUpload        = "upload"         // the uploaded script did not match its hash
+	CodeRunDir        = "run_dir"        // no private run directory could be made
+	CodeBadParams     = "bad_params"     // a bug on our side: the parameters were rejected
+	CodeBusy          = "busy"           // restart while the kernel is starting or stopping
+	CodeNotRunning    = "not_running"    // interrupt while the kernel is not running
+	CodeInternal      = "internal"       // a bug in the launcher
+)
+
+// Params are the launch parameters, sent as one JSON line on stdin (so the
+// key never appears on a command line).
+type Params struct {
+	Action          string            // ActionLaunch, ActionStatus or ActionList
+	KernelName      string            // remote kernel spec name (case-insensitive)
+	Key             string            // HMAC key; the remote connection file gets it
+	SignatureScheme string            // default hmac-sha256
+	Transport       string            // "ipc" (default) or "tcp"
+	RunDir          string            // ActionStatus: the run dir a launch returned
+	Persistent      bool              // no grace limit: the kernel outlives its leases
+	Grace           time.Duration     // how long the kernel waits for a lease; 0 = 10 min
+	ShutdownTimeout time.Duration     // Control.Shutdown's default wait before SIGTERM; 0 = 10 s
+	LaunchTimeout   time.Duration     // how long the kernel may take to open its sockets; 0 = 60 s
+	Env             map[string]string // extra environment for the kernel (after the spec's env)
+	Cwd             string            // the kernel's working directory; default the remote home
+	Tag             string            // free text shown by ActionList (e.g. the local spec name)
+
+	Python string // remote python for Command; default python3 (not sent)
+	Pre    string // shell commands run before the launcher (not sent)
+}
+
+type paramsJSON struct {
+	Action          string            `json:"action"`
+	KernelName      string            `json:"kernel_name,omitempty"`
+	Key             string            `json:"key,omitempty"`
+	SignatureScheme string            `json:"signature_scheme,omitempty"`
+	Transport       string            `json:"transport,omitempty"`
+	RunDir          string            `json:"run_dir,omitempty"`
+	Persistent      bool              `json:"persistent,omitempty"`
+	Grace           *float64          `json:"grace_seconds,omitempty"`
+	ShutdownTimeout *float64          `json:"shutdown_timeout,omitempty"`
+	LaunchTimeout   *float64          `json:"launch_timeout,omitempty"`
+	Env             map[string]string `json:"env,omitempty"`
+	Cwd             string            `json:"cwd,omitempty"`
+	Tag             string            `json:"tag,omitempty"`
+}
+
+func seconds(d time.Duration) *float64 {
+	if d <= 0 {
+		return nil
+	}
+	s := d.Seconds()
+	return &s
+}
+
+func (p Params) line() ([]byte, error) {
+	b, err := json.Marshal(paramsJSON{
+		Action: p.Action, KernelName: p.KernelName, Key: p.Key, SignatureScheme: p.SignatureScheme,
+		Transport: p.Transport, RunDir: p.RunDir, Persistent: p.Persistent,
+		Grace: seconds(p.Grace), ShutdownTimeout: seconds(p.ShutdownTimeout), LaunchTimeout: seconds(p.LaunchTimeout),
+		Env: p.Env, Cwd: p.Cwd, Tag: p.Tag,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode launch parameters: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Channels are the kernel's five sockets on the remote: unix socket paths
+// (transport ipc) or host:port (tcp).
+type Channels struct {
+	Shell   string `json:"shell"`
+	IOPub   string `json:"iopub"`
+	Stdin   string `json:"stdin"`
+	Control string `json:"control"`
+	HB      string `json:"hb"`
+}
+
+// Reply is what launch, status and the supervisor's status op return.
+type Reply struct {
+	OK            bool     `json:"ok"`
+	SupervisorPID int      `json:"supervisor_pid"`
+	KernelPID     int      `json:"kernel_pid"` // 0 while the kernel is not running
+	State         string   `json:"state"`      // starting, running, stopping, exited
+	RunDir        string   `json:"run_dir"`
+	Control       string   `json:"control"`         // the supervisor's control socket (unix)
+	ConnFile      string   `json:"connection_file"` // the kernel's connection file (0600; holds the key)
+	Transport     string   `json:"transport"`       // ipc or tcp
+	IP            string   `json:"ip"`              // ipc: socket path prefix; tcp: 127.0.0.1
+	Ports         []int    `json:"ports"`           // shell, iopub, stdin, control, hb
+	Channels      Channels `json:"channels"`
+	InterruptMode string   `json:"interrupt_mode"` // signal or message, from the remote spec
+	Argv          []string `json:"argv"`           // the kernel's command line
+	KernelName    string   `json:"kernel_name"`
+	SpecDir       string   `json:"spec_dir"`
+	Persistent    bool     `json:"persistent"`
+	GraceSeconds  float64  `json:"grace_seconds"`
+	Leases        int      `json:"leases"`
+	Started       float64  `json:"started"` // unix time the supervisor started
+	Restarts      int      `json:"restarts"`
+	Tag           string   `json:"tag"`
+
+	Hostname         string `json:"hostname"`
+	User             string `json:"user"`
+	Uname            string `json:"uname"`  // like uname -a
+	Python           string `json:"python"` // version of the python running the launcher
+	PythonExecutable string `json:"python_executable"`
+
+	Kernels      []Reply  `json:"kernels,omitempty"` // ActionList
+	Removed      []string `json:"removed,omitempty"` // ActionList: stale run dirs removed
+	CacheWarning string   `json:"cache_warning,omitempty"`
+
+	// Filled on error replies (OK false); Run turns them into *ReplyError.
+	Code        string   `json:"code,omitempty"`
+	Error       string   `json:"error,omitempty"`
+	KernelNames []string `json:"kernel_names,omitempty"`
+	ExitCode    *int     `json:"exit_code,omitempty"`
+	Signal      int      `json:"signal,omitempty"`
+	StderrTail  string   `json:"stderr_tail,omitempty"`
+}
+
+// RemoteConnInfo is the remote kernel's connection info with key.
+func (r *Reply) RemoteConnInfo(key, scheme string) wire.ConnInfo {
+	ci := wire.ConnInfo{IP: r.IP, Key: key, Transport: r.Transport, SignatureScheme: scheme, KernelName: r.KernelName}
+	if len(r.Ports) == 5 {
+		ci.ShellPort, ci.IOPubPort, ci.StdinPort, ci.ControlPort, ci.HBPort = r.Ports[0], r.Ports[1], r.Ports[2], r.Ports[3], r.Ports[4]
+	}
+	return ci
+}
+
+// Network is the network to dial the channels with: "unix" (ipc) or "tcp".
+func (r *Reply) Network() string {
+	if r.Transport == "tcp" {
+		return "tcp"
+	}
+	return "unix"
+}
+
+func (r *Reply) err() error {
+	if r.OK {
+		return nil
+	}
+	return &ReplyError{Code: r.Code, Message: r.Error, KernelNames: r.KernelNames, ExitCode: r.ExitCode,
+		Signal: r.Signal, StderrTail: r.StderrTail, Argv: r.Argv}
+}
+
+// ReplyError is an error the remote launcher or supervisor reported.
+type ReplyError struct {
+	Code        string // one of the Code constants
+	Message     string
+	KernelNames []string // CodeUnknownKernel: the names that exist
+	ExitCode    *int     // CodeKernelDied
+	Signal      int      // CodeKernelDied: the signal that killed it
+	StderrTail  string   // CodeKernelDied, CodeTimeout: last lines the kernel printed
+	Argv        []string
+}
+
+func (e *ReplyError) Error() string {
+	msg := "remote: " + e.Message
+	if e.StderrTail != "" {
+		msg += ": " + oneLine(e.StderrTail, 600)
+	}
+	return msg
+}
+
+// ErrNoReply means the remote side ended without a final reply.
+var ErrNoReply = errors.New("the remote launcher ended without a reply")
+
+// NoReplyError is ErrNoReply with what was seen of the exec session.
+type NoReplyError struct {
+	Python string // the remote python of the command
+	Pre    string // the pre-command, if any
+	PreOK  bool   // the pre-command succeeded (or there was none)
+	Err    error  // the read error, nil at EOF
+}
+
+func (e *NoReplyError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%v: %v", ErrNoReply, e.Err)
+	}
+	return ErrNoReply.Error()
+}
+
+func (e *NoReplyError) Unwrap() error { return ErrNoReply }
+
+// ProtocolError is a framed line that is not a valid reply.
+type ProtocolError struct {
+	Line string // the offending line, shortened
+	Err  error
+}
+
+func (e *ProtocolError) Error() string {
+	return fmt.Sprintf("malformed reply from the remote launcher (%v): %q", e.Err, e.Line)
+}
+
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// maxLine bounds one line of remote output; longer noise is skipped, a longer
+// framed line is an error.
+const maxLine = 1 << 20
+
+// frame is one framed line: a request from the bootstrap (Op) or a reply.
+type frame struct {
+	Op    string
+	Reply *Reply
+}
+
+// parseFrame finds a framed line in line (rc noise may precede the magic on
+// the same line). ok is false for lines that carry no frame.
+func parseFrame(line []byte) (f frame, ok bool, err error) {
+	i := bytes.Index(line, []byte(Magic))
+	if i < 0 {
+		return frame{}, false, nil
+	}
+	body := bytes.TrimRight(line[i+len(Magic):], "\r\n")
+	var probe struct {
+		Op *string `json:"op"`
+		OK *bool   `json:"ok"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: err}
+	}
+	if probe.Op != nil {
+		return frame{Op: *probe.Op}, true, nil
+	}
+	if probe.OK == nil {
+		return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: errors.New(`neither "op" nor "ok"`)}
+	}
+	var r Reply
+	if err := json.Unmarshal(body, &r); err != nil {
+		return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: err}
+	}
+	if !r.OK && r.Error == "" {
+		r.Error = "unspecified error (code " + strconv.Quote(r.Code) + ")"
+	}
+	return frame{Reply: &r}, true, nil
+}
+
+// readLine returns the next line, skipping (as noise) lines longer than
+// maxLine that carry no frame.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var long bool
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			if bytes.Contains(line, []byte(Magic)) {
+				return nil, &ProtocolError{Line: shorten(string(line), 200), Err: errors.New("framed line too long")}
+			}
+			long = true
+			continue
+		}
+		if long {
+			if bytes.Contains(line, []byte(Magic)) {
+				return nil, &ProtocolError{Line: shorten(string(line), 200), Err: errors.New("framed line too long")}
+			}
+			long = false
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil && len(line) > 0 && err == io.EOF {
+			return line, nil // a last line without newline
+		}
+		return line, err
+	}
+}
+
+// Run speaks the exec protocol: it sends p on stdin, uploads Script when the
+// remote asks for it, skips non-framed output and returns the final reply. An
+// error reply becomes a *ReplyError; EOF without a reply a *NoReplyError. Keep
+// stdin open until Run returns: on a launch the remote treats stdin EOF as
+// "give up". Run does not close anything: on ctx's end it returns at once,
+// and the caller must close the session so that the reader goroutine ends.
+func Run(ctx context.Context, stdin io.Writer, stdout io.Reader, p Params) (*Reply, error) {
+	line, err := p.line()
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		f   frame
+		err error
+	}
+	frames := make(chan result, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		br := bufio.NewReaderSize(stdout, 64<<10)
+		for {
+			l, err := readLine(br)
+			var f frame
+			var ok bool
+			if err == nil || (err == io.EOF && len(l) > 0) {
+				var perr error
+				f, ok, perr = parseFrame(l)
+				if perr != nil {
+					err = perr
+				} else if !ok && err == nil {
+					continue
+				}
+			}
+			if ok || err != nil {
+				select {
+				case frames <- result{f, err}:
+				case <-done:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	if _, err := stdin.Write(line); err != nil {
+		return nil, fmt.Errorf("send launch parameters: %w", err)
+	}
+	preOK := strings.TrimSpace(p.Pre) == ""
+	for {
+		var res result
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("remote launcher: %w", context.Cause(ctx))
+		case res = <-frames:
+		}
+		if res.err != nil {
+			var pe *ProtocolError
+			if errors.As(res.err, &pe) {
+				return nil, res.err
+			}
+			nr := &NoReplyError{Python: p.Python, Pre: p.Pre, PreOK: preOK}
+			if res.err != io.EOF {
+				nr.Err = res.err
+			}
+			return nil, nr
+		}
+		switch res.f.Op {
+		case "":
+			if err := res.f.Reply.err(); err != nil {
+				return nil, err
+			}
+			return res.f.Reply, nil
+		case "pre_ok":
+			preOK = true
+		case "upload":
+			if _, err := fmt.Fprintf(stdin, "%d\n", len(Script)); err != nil {
+				return nil, fmt.Errorf("upload the launcher: %w", err)
+			}
+			if _, err := stdin.Write(Script); err != nil {
+				return nil, fmt.Errorf("upload the launcher: %w", err)
+			}
+		default:
+			return nil, &ProtocolError{Line: res.f.Op, Err: errors.New("unknown request")}
+		}
+	}
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// oneLine joins the last lines of s with " | " and keeps its last n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(s), "\n", " | ")), " ")
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
