@@ -117,7 +117,6 @@ func Dial(ctx context.Context, ci ConnInfo, opts ...Option) (*Client, error) {
 		iopubSeen: make(chan struct{}),
 		closed:    make(chan struct{}),
 	}
-	c.hb.c = c
 
 	// Dial the three sockets concurrently: over SSH each is a channel open
 	// round trip, and the launch time is what users wait on.

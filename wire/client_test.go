@@ -138,3 +138,31 @@ func TestKernel(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkExecute measures one execute round trip ("pass") against a local
+// ipykernel over tcp; `make bench` compares it with the remote path.
+func BenchmarkExecute(b *testing.B) {
+	ci := ConnInfo{Key: NewKey(), Transport: "tcp", IP: "127.0.0.1", SignatureScheme: SchemeHMACSHA256}
+	ports, err := FreeTCPPorts(5)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ci.SetPorts(ports)
+	k := startKernel(b, ci)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := Dial(ctx, k.ci)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitReady(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.RoundTrip(ctx, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

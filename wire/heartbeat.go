@@ -13,7 +13,6 @@ import (
 // hbChannel is dialed on first use. A REQ socket that missed a reply is
 // stuck in its send/recv lockstep, so a failed beat throws the socket away.
 type hbChannel struct {
-	c      *Client
 	mu     sync.Mutex
 	sock   zmq4.Socket
 	closed bool

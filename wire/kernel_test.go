@@ -70,7 +70,7 @@ func newConnInfo(t *testing.T, transport string) ConnInfo {
 }
 
 // startKernel launches ipykernel on ci and kills it (by PID) at cleanup.
-func startKernel(t *testing.T, ci ConnInfo) *kernel {
+func startKernel(t testing.TB, ci ConnInfo) *kernel {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "kernel.json")
 	if err := WriteConnInfo(file, ci); err != nil {
