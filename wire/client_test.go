@@ -4,6 +4,8 @@ package wire
 
 import (
 	"context"
+	"fmt"
+	"sync"
 
 	"testing"
 	"time"
@@ -70,6 +72,22 @@ func TestKernel(t *testing.T) {
 			if err := c.Heartbeat(ctx); err != nil {
 				t.Errorf("heartbeat: %v", err)
 			}
+
+			// Concurrent callers share the sockets; each gets its own answer.
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Go(func() {
+					r, err := c.Execute(ctx, fmt.Sprintf("print(%d); %d*10", i, i))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if r.Stdout != fmt.Sprintf("%d\n", i) || r.Result != fmt.Sprintf("%d", i*10) {
+						t.Errorf("concurrent execute %d: %+v", i, r)
+					}
+				})
+			}
+			wg.Wait()
 
 			d, err := c.RoundTrip(ctx, 5)
 			if err != nil || len(d) != 5 {
