@@ -70,8 +70,9 @@ func truncate(s string, n int) string {
 // opensshBackend asks the real ssh for its evaluated config, so Match,
 // Include, tokens and defaults behave exactly as they will for the user's ssh.
 type opensshBackend struct {
-	ssh        string // path of the ssh binary
-	configFile string // -F, or "" for ssh's own files
+	ssh        string   // path of the ssh binary
+	configFile string   // -F, or "" for ssh's own files
+	env        []string // added to the environment of ssh (tests: nss_wrapper)
 }
 
 func (b opensshBackend) name() string { return "openssh" }
@@ -93,7 +94,7 @@ func (b opensshBackend) lookup(ctx context.Context, host, user string, port int)
 	args = append(args, "--", host)
 	cmd := exec.CommandContext(ctx, b.ssh, args...)
 	cmd.Stdin = nil // /dev/null: a Match exec must not read our stdin
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.Env = append(append(os.Environ(), b.env...), "LC_ALL=C")
 	// A Match exec child may keep the pipes open after ssh exits.
 	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
