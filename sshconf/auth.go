@@ -1,0 +1,435 @@
+package sshconf
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// authKey is one identity offered for publickey auth. It implements
+// ssh.MultiAlgorithmSigner so RSA keys sign with rsa-sha2, and it loads
+// (decrypts) its private key only when the server has accepted the public
+// key, so a passphrase is asked for only when it matters.
+type authKey struct {
+	label string
+	pub   ssh.PublicKey
+	load  func() (ssh.Signer, error)
+
+	mu      sync.Mutex
+	offered bool
+	signed  bool
+}
+
+func (k *authKey) PublicKey() ssh.PublicKey {
+	k.mu.Lock()
+	k.offered = true
+	k.mu.Unlock()
+	return k.pub
+}
+
+func (k *authKey) Algorithms() []string {
+	return algorithmsForKeyFormat(underlyingAlgo(k.pub.Type()))
+}
+
+func (k *authKey) Sign(rand io.Reader, data []byte) (*ssh.Signature, error) {
+	return k.SignWithAlgorithm(rand, data, "")
+}
+
+func (k *authKey) SignWithAlgorithm(rand io.Reader, data []byte, algo string) (*ssh.Signature, error) {
+	k.mu.Lock()
+	k.signed = true
+	k.mu.Unlock()
+	s, err := k.load()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", k.label, err)
+	}
+	if as, ok := s.(ssh.AlgorithmSigner); ok {
+		return as.SignWithAlgorithm(rand, data, algo)
+	}
+	return s.Sign(rand, data)
+}
+
+func (k *authKey) state() (offered, signed bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.offered, k.signed
+}
+
+// algorithmsForKeyFormat and underlyingAlgo mirror x/crypto's unexported
+// helpers of the same names.
+func algorithmsForKeyFormat(format string) []string {
+	switch format {
+	case ssh.KeyAlgoRSA:
+		return []string{ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSA}
+	case ssh.CertAlgoRSAv01:
+		return []string{ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSAv01}
+	}
+	return []string{format}
+}
+
+var certUnderlying = map[string]string{
+	ssh.CertAlgoRSAv01:        ssh.KeyAlgoRSA,
+	ssh.CertAlgoRSASHA256v01:  ssh.KeyAlgoRSASHA256,
+	ssh.CertAlgoRSASHA512v01:  ssh.KeyAlgoRSASHA512,
+	ssh.CertAlgoECDSA256v01:   ssh.KeyAlgoECDSA256,
+	ssh.CertAlgoECDSA384v01:   ssh.KeyAlgoECDSA384,
+	ssh.CertAlgoECDSA521v01:   ssh.KeyAlgoECDSA521,
+	ssh.CertAlgoSKECDSA256v01: ssh.KeyAlgoSKECDSA256,
+	ssh.CertAlgoED25519v01:    ssh.KeyAlgoED25519,
+	ssh.CertAlgoSKED25519v01:  ssh.KeyAlgoSKED25519,
+}
+
+func underlyingAlgo(a string) string {
+	if u, ok := certUnderlying[a]; ok {
+		return u
+	}
+	return a
+}
+
+// authPlan is the authentication plan for one hop and what happened to it.
+type authPlan struct {
+	keys      []*authKey
+	notes     []string // identities we could not use, for the error message
+	agentConn net.Conn
+	methods   []ssh.AuthMethod
+}
+
+func (a *authPlan) close() {
+	if a.agentConn != nil {
+		a.agentConn.Close()
+	}
+}
+
+// refused lists the keys the server was offered and did not accept.
+func (a *authPlan) refused() []string {
+	var out []string
+	for _, k := range a.keys {
+		if o, s := k.state(); o && !s {
+			out = append(out, k.label)
+		}
+	}
+	return out
+}
+
+// authIdentity is one IdentityFile (or CertificateFile's key) from the config.
+type authIdentity struct {
+	path  string
+	pub   ssh.PublicKey // nil when neither the key nor <key>.pub tells us
+	certs []*ssh.Certificate
+	load  func() (ssh.Signer, error) // nil when the private key is unusable
+}
+
+func buildAuth(s *Settings, interactive bool, p *prompter) *authPlan {
+	a := &authPlan{}
+	if pubkeyEnabled(s) {
+		a.addPublicKeys(s, interactive, p)
+		if len(a.keys) > 0 {
+			a.methods = append(a.methods, ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+				out := make([]ssh.Signer, len(a.keys))
+				for i, k := range a.keys {
+					out[i] = k
+				}
+				return out, nil
+			}))
+		}
+	}
+	if interactive && !s.BatchMode {
+		who := fmt.Sprintf("%s@%s", dialUser(s), dialHostName(s))
+		if s.KbdInteractiveAuthentication {
+			a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.KeyboardInteractive(
+				func(name, instruction string, questions []string, echos []bool) ([]string, error) {
+					answers := make([]string, len(questions))
+					for i, q := range questions {
+						if i == 0 && (name != "" || instruction != "") {
+							q = strings.TrimSpace(name+"\n"+instruction) + "\n" + q
+						}
+						ans, err := p.ask(q, echos[i])
+						if err != nil {
+							return nil, err
+						}
+						answers[i] = ans
+					}
+					return answers, nil
+				}), 3))
+		}
+		if s.PasswordAuthentication {
+			a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
+				return p.secret(who + "'s password: ")
+			}), 3))
+		}
+	}
+	return a
+}
+
+// pubkeyEnabled treats PubkeyAuthentication as off only when the config
+// says so: a hand-built Settings (zero value false, no Raw) means OpenSSH's default, yes.
+func pubkeyEnabled(s *Settings) bool {
+	if s.PubkeyAuthentication {
+		return true
+	}
+	v, ok := s.Raw["pubkeyauthentication"]
+	return !ok || len(v) == 0
+}
+
+// addPublicKeys orders identities like OpenSSH's pubkey_prepare: agent keys
+// first (only those matching the config under IdentitiesOnly), then the
+// config's certificates and keys that the agent does not already hold.
+func (a *authPlan) addPublicKeys(s *Settings, interactive bool, p *prompter) {
+	ids := a.loadIdentities(s, interactive, p)
+	agentSigners := a.agentSigners(s)
+
+	wanted := func(pub ssh.PublicKey) bool {
+		for _, id := range ids {
+			if id.pub != nil && sameKey(id.pub, pub) {
+				return true
+			}
+			for _, c := range id.certs {
+				if sameKey(c, pub) || sameKey(c.Key, pub) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	inAgent := func(pub ssh.PublicKey) ssh.Signer {
+		for _, sg := range agentSigners {
+			if sameKey(sg.PublicKey(), pub) {
+				return sg
+			}
+		}
+		return nil
+	}
+	seen := func(pub ssh.PublicKey) bool {
+		for _, k := range a.keys {
+			if sameKey(k.pub, pub) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, sg := range agentSigners {
+		pub := sg.PublicKey()
+		if s.IdentitiesOnly && !wanted(pub) {
+			continue
+		}
+		a.keys = append(a.keys, &authKey{label: "agent key " + keyDesc(pub), pub: pub, load: fixed(sg)})
+	}
+	for _, id := range ids {
+		for _, c := range id.certs {
+			if seen(c) {
+				continue
+			}
+			label := "certificate " + dialTilde(id.path) + "-cert.pub"
+			if sg := inAgent(c.Key); sg != nil {
+				a.keys = append(a.keys, &authKey{label: label, pub: c, load: certLoader(c, fixed(sg))})
+			} else if id.load != nil {
+				a.keys = append(a.keys, &authKey{label: label, pub: c, load: certLoader(c, id.load)})
+			}
+		}
+		if id.pub == nil || id.load == nil || seen(id.pub) {
+			continue
+		}
+		a.keys = append(a.keys, &authKey{label: dialTilde(id.path), pub: id.pub, load: id.load})
+	}
+}
+
+func fixed(s ssh.Signer) func() (ssh.Signer, error) {
+	return func() (ssh.Signer, error) { return s, nil }
+}
+
+func certLoader(c *ssh.Certificate, key func() (ssh.Signer, error)) func() (ssh.Signer, error) {
+	return func() (ssh.Signer, error) {
+		s, err := key()
+		if err != nil {
+			return nil, err
+		}
+		return ssh.NewCertSigner(c, s)
+	}
+}
+
+func sameKey(a, b ssh.PublicKey) bool {
+	return bytes.Equal(a.Marshal(), b.Marshal())
+}
+
+// agentSigners connects to the agent named by IdentityAgent or SSH_AUTH_SOCK.
+// The connection stays open for signing until the handshake ends.
+func (a *authPlan) agentSigners(s *Settings) []ssh.Signer {
+	sock := s.IdentityAgent
+	switch sock {
+	case "none":
+		return nil
+	case "", "SSH_AUTH_SOCK":
+		sock = os.Getenv("SSH_AUTH_SOCK")
+	default:
+		if strings.HasPrefix(sock, "$") {
+			sock = os.Getenv(strings.Trim(sock[1:], "{}"))
+		}
+		sock = dialExpandHome(sock)
+	}
+	if sock == "" {
+		return nil
+	}
+	conn, err := net.DialTimeout("unix", sock, 3*time.Second)
+	if err != nil {
+		a.notes = append(a.notes, fmt.Sprintf("ssh-agent at %s unreachable (%v)", dialTilde(sock), errors.Unwrap(err)))
+		return nil
+	}
+	signers, err := agent.NewClient(conn).Signers()
+	if err != nil {
+		conn.Close()
+		a.notes = append(a.notes, fmt.Sprintf("ssh-agent at %s: %v", dialTilde(sock), err))
+		return nil
+	}
+	a.agentConn = conn
+	return signers
+}
+
+// loadIdentities reads every IdentityFile (in order, skipping missing ones)
+// and CertificateFile, keeping private keys unparsed until they are needed.
+func (a *authPlan) loadIdentities(s *Settings, interactive bool, p *prompter) []*authIdentity {
+	var ids []*authIdentity
+	for _, f := range s.IdentityFiles {
+		if id := a.loadIdentity(dialExpandHome(f), interactive, p); id != nil {
+			ids = append(ids, id)
+		}
+	}
+	for _, f := range s.CertificateFiles {
+		path := dialExpandHome(f)
+		c, err := readCertFile(path)
+		if err != nil {
+			if !os.IsNotExist(err) {
+				a.notes = append(a.notes, fmt.Sprintf("CertificateFile %s: %v", dialTilde(path), err))
+			}
+			continue
+		}
+		matched := false
+		for _, id := range ids {
+			if id.pub != nil && sameKey(id.pub, c.Key) {
+				id.certs = append(id.certs, c)
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			// The key may be in the agent only: keep the cert on a key-less identity.
+			ids = append(ids, &authIdentity{path: strings.TrimSuffix(path, "-cert.pub"), certs: []*ssh.Certificate{c}})
+		}
+	}
+	return ids
+}
+
+func readCertFile(path string) (*ssh.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := pub.(*ssh.Certificate)
+	if !ok {
+		return nil, errors.New("not a certificate")
+	}
+	return c, nil
+}
+
+func (a *authPlan) loadIdentity(path string, interactive bool, p *prompter) *authIdentity {
+	id := &authIdentity{path: path}
+	if pubBytes, err := os.ReadFile(path + ".pub"); err == nil {
+		if pub, _, _, _, err := ssh.ParseAuthorizedKey(pubBytes); err == nil {
+			id.pub = pub
+		}
+	}
+	if c, err := readCertFile(path + "-cert.pub"); err == nil {
+		id.certs = append(id.certs, c)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		if id.pub == nil && len(id.certs) == 0 {
+			if !os.IsNotExist(err) {
+				a.notes = append(a.notes, fmt.Sprintf("%s unreadable (%v)", dialTilde(path), errors.Unwrap(err)))
+			}
+			return nil
+		}
+		return id // a public half only: usable through the agent
+	}
+	// IdentityFile may name a public key whose private half is in the agent.
+	if pub, _, _, _, err := ssh.ParseAuthorizedKey(raw); err == nil {
+		if c, ok := pub.(*ssh.Certificate); ok {
+			id.certs = append(id.certs, c)
+		} else {
+			id.pub = pub
+		}
+		return id
+	}
+	signer, err := ssh.ParsePrivateKey(raw)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case err == nil:
+		id.pub = signer.PublicKey()
+		id.load = fixed(signer)
+	case errors.As(err, &missing):
+		if id.pub == nil {
+			id.pub = missing.PublicKey
+		}
+		if !interactive {
+			a.notes = append(a.notes, fmt.Sprintf("%s is encrypted and there is no terminal to ask for its passphrase (ssh-add it to your agent)", dialTilde(path)))
+			id.load = nil
+			break
+		}
+		id.load = decrypter(path, raw, p)
+		if id.pub == nil {
+			// An old PEM key without .pub: only decrypting tells us its public key.
+			s, err := id.load()
+			if err != nil {
+				a.notes = append(a.notes, fmt.Sprintf("%s: %v", dialTilde(path), err))
+				id.load = nil
+				break
+			}
+			id.pub = s.PublicKey()
+		}
+	default:
+		msg := err.Error()
+		if strings.Contains(msg, "unhandled key type") || strings.Contains(msg, "sk-") {
+			a.notes = append(a.notes, fmt.Sprintf("%s is a security-key (FIDO) key, usable only through ssh-agent (ssh-add it)", dialTilde(path)))
+		} else {
+			a.notes = append(a.notes, fmt.Sprintf("%s: %v", dialTilde(path), err))
+		}
+	}
+	return id
+}
+
+// decrypter asks for the passphrase once, when a signature is first needed.
+func decrypter(path string, raw []byte, p *prompter) func() (ssh.Signer, error) {
+	var (
+		once   sync.Once
+		signer ssh.Signer
+		err    error
+	)
+	return func() (ssh.Signer, error) {
+		once.Do(func() {
+			for range 3 {
+				var pass string
+				pass, err = p.secret(fmt.Sprintf("Enter passphrase for key '%s': ", dialTilde(path)))
+				if err != nil {
+					return
+				}
+				signer, err = ssh.ParsePrivateKeyWithPassphrase(raw, []byte(pass))
+				if err == nil {
+					return
+				}
+			}
+		})
+		return signer, err
+	}
+}
