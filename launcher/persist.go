@@ -79,7 +79,7 @@ func parsePersisted(b []byte) (persisted, error) {
 	if err := dec.Decode(&p); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return persisted{}, fmt.Errorf("is corrupt: field %s should be a JSON %s, not %s; delete it and launch a new kernel", te.Field, te.Type, te.Value)
+			return persisted{}, fmt.Errorf("is corrupt: field %s should be a JSON %s, not %s; delete it and launch a new kernel", strings.TrimPrefix(te.Field, "State."), te.Type, te.Value)
 		}
 		return persisted{}, fmt.Errorf("is corrupt (%v); delete it and launch a new kernel", err)
 	}

@@ -81,7 +81,6 @@ func run(ctx context.Context, o options, stdin *os.File, stderr io.Writer, d dep
 		}
 		return err
 	}
-	l.disp.setReady()
 	if o.leave {
 		return l.leave("--leave")
 	}
@@ -161,6 +160,8 @@ func (l *launcher) start() error {
 	if err != nil {
 		return err
 	}
+	// From here on signals act on the kernel; they queue until the loop runs.
+	l.disp.setReady()
 	if prev != nil {
 		if err := l.adoptLocal(); err != nil {
 			return l.abandon(err)
