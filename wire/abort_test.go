@@ -46,3 +46,20 @@ func TestExecuteAborted(t *testing.T) {
 		t.Errorf("failing cell: %+v", f)
 	}
 }
+
+// An empty key means unsigned messages both ways, as in jupyter_client.
+func TestEmptyKeyKernel(t *testing.T) {
+	ci := newConnInfo(t, "ipc")
+	ci.Key = ""
+	k := startKernel(t, ci)
+	c := dialKernel(t, k.ci)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := c.Execute(ctx, "'ok'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Result != "'ok'" {
+		t.Errorf("unsigned execute: %+v", r)
+	}
+}
