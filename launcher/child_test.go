@@ -54,6 +54,7 @@ type childOpts struct {
 	stdin  *os.File // nil: /dev/null
 	stderr *os.File // nil: captured in child.stderr
 	env    []string
+	ctty   bool // stdin becomes the controlling terminal of a new session
 }
 
 func startChild(t *testing.T, o childOpts, args ...string) *child {
@@ -77,6 +78,11 @@ func startChild(t *testing.T, o childOpts, args ...string) *child {
 	// Its own process group, like a kernel Jupyter starts: signals for the
 	// group do not reach the test.
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if o.ctty {
+		// A session of its own with the terminal on stdin as its
+		// controlling terminal, as in an interactive shell.
+		c.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

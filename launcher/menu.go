@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -123,6 +124,14 @@ func (t *ttyReader) Read(p []byte) (int, error) {
 		if fds[0].Revents&unix.POLLNVAL != 0 {
 			return 0, errReaderClosed
 		}
+		if !foreground(t.fd) {
+			// Reading from the background (gopyk-kernel ... &) would stop
+			// the process with SIGTTIN; the input belongs to the
+			// foreground job anyway. Back off until it moves to the
+			// foreground (fg) or the input is consumed.
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		n, err := unix.Read(t.fd, p)
 		switch {
 		case err == unix.EINTR || err == unix.EAGAIN:
@@ -144,3 +153,14 @@ func (t *ttyReader) Close() error {
 }
 
 func (t *ttyReader) release() { unix.Close(t.wake[0]) }
+
+// foreground reports whether this process may read the terminal fd: it is
+// in the terminal's foreground process group, or the terminal is not its
+// controlling terminal (then reading never raises SIGTTIN).
+func foreground(fd int) bool {
+	pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	if err != nil {
+		return true
+	}
+	return pgrp == unix.Getpgrp()
+}

@@ -54,7 +54,7 @@ func startTTYChild(t *testing.T, rt string, args ...string) *ttyChild {
 	t.Helper()
 	m, s := openPTY(t)
 	tc := &ttyChild{master: m}
-	tc.child = startChild(t, childOpts{rt: rt, stdin: s, stderr: s}, args...)
+	tc.child = startChild(t, childOpts{rt: rt, stdin: s, stderr: s, ctty: true}, args...)
 	s.Close() // the child holds its own copy
 	done := make(chan struct{})
 	go func() {
