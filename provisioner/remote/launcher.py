@@ -116,7 +116,11 @@ def pid_alive(pid):
         os.kill(pid, 0)
     except OSError as e:
         return e.errno == errno.EPERM
-    return True
+    try:  # a zombie is not alive (our parent may be slow to reap us)
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def host_facts():
@@ -993,6 +997,7 @@ def launch(params, stdin):
             listener.bind(os.path.join(run_dir, "ctl"))
         finally:
             os.umask(old)
+        os.chmod(os.path.join(run_dir, "ctl"), 0o600)
         listener.listen(16)
         sup = Supervisor(params, spec, run_dir, listener, facts)
     except BaseException:

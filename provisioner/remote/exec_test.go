@@ -1,0 +1,294 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// countingWriter counts what Run sends on stdin.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += len(p)
+	return c.w.Write(p)
+}
+
+// runRaw runs Command through /bin/sh (or another shell) and returns the reply
+// and how many bytes went to stdin.
+func (b *bed) runRaw(shell string, p Params) (*Reply, int, error) {
+	b.t.Helper()
+	p = b.params(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, shell, "-c", Command(p.Python, p.Pre))
+	cmd.Env = b.env
+	cmd.WaitDelay = time.Second
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	cw := &countingWriter{w: stdin}
+	r, err := Run(ctx, cw, stdout, p)
+	stdin.Close()
+	werr := cmd.Wait()
+	if err != nil {
+		err = ExplainExit(exitStatus(werr), stderr.String(), err)
+	}
+	return r, cw.n, err
+}
+
+func TestUploadOnceThenCached(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	cache := filepath.Join(b.home, CachePath())
+	r, n, err := b.runRaw("/bin/sh", Params{Action: ActionList})
+	if err != nil || !r.OK {
+		t.Fatalf("first run: %+v %v", r, err)
+	}
+	if n < len(Script) {
+		t.Errorf("first run sent %d bytes, want the script (%d)", n, len(Script))
+	}
+	if got, _ := os.ReadFile(cache); !bytes.Equal(got, Script) {
+		t.Fatal("cache file does not hold the script")
+	}
+	if m := mode(t, cache); m != 0o600 {
+		t.Errorf("cache file mode %v", m)
+	}
+	if m := mode(t, filepath.Dir(cache)); m != 0o700 {
+		t.Errorf("cache dir mode %v", m)
+	}
+	_, n, err = b.runRaw("/bin/sh", Params{Action: ActionList})
+	if err != nil || n > 1024 {
+		t.Fatalf("second run sent %d bytes (%v), want no upload", n, err)
+	}
+	// A damaged cache is replaced, not run.
+	if err := os.WriteFile(cache, []byte("raise SystemExit('garbage')\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, err = b.runRaw("/bin/sh", Params{Action: ActionList}); err != nil || n < len(Script) {
+		t.Fatalf("garbage cache: sent %d bytes, %v", n, err)
+	}
+	if got, _ := os.ReadFile(cache); !bytes.Equal(got, Script) {
+		t.Error("garbage cache not replaced")
+	}
+	// A read-only home still runs (from memory) and says why it could not cache.
+	ro := newBed(t)
+	if err := os.Chmod(ro.home, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		ro.env = append(ro.env, "HOME=/proc/self/nonexistent") // root ignores modes
+	}
+	r, _, err = ro.runRaw("/bin/sh", Params{Action: ActionList})
+	if err != nil || r.CacheWarning == "" {
+		t.Errorf("read-only home: %+v %v", r, err)
+	}
+}
+
+// rc-file noise on stdout (with and without newlines) is ignored, and a pre
+// command runs in the same shell as the launcher.
+func TestNoiseAndPre(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	pre := `echo "Welcome to $(hostname)"; printf 'no newline here'; printf '@@gopyk0@@ {"ok":false}\n'; export GOPYK_TEST_BASE=from-pre`
+	r := b.launch(Params{KernelName: "gopyk-test", Pre: pre, Grace: time.Minute})
+	out := b.run(r.ConnFile, "exec", "import os; print(os.environ['GOPYK_TEST_ENV'])")
+	if !strings.Contains(out, "OUT from-spec:from-pre") {
+		t.Errorf("the pre command's environment did not reach the kernel: %s", out)
+	}
+	if _, err := ctl(r).Shutdown(tctx(t, 20*time.Second), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Command works from every login shell users have: sh, bash, dash, and csh,
+// zsh, fish where installed; python paths with spaces and quotes; ~/.
+func TestCommandShells(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	odd := filepath.Join(b.home, "my py'thon dir", "py 3")
+	if err := os.MkdirAll(filepath.Dir(odd), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(testPython, odd); err != nil {
+		t.Fatal(err)
+	}
+	tilde := "~/" + strings.TrimPrefix(odd, b.home+"/")
+	cmd := Command(odd, "")
+	if strings.Contains(cmd, "k3y") || strings.Count(cmd, "'") < 4 {
+		t.Errorf("command: %s", cmd)
+	}
+	shells := []string{"/bin/sh", "/bin/bash", "/bin/dash", "/bin/csh", "/bin/tcsh", "/bin/zsh", "/usr/bin/fish"}
+	ran := 0
+	for _, sh := range shells {
+		if _, err := os.Stat(sh); err != nil {
+			t.Logf("%s not installed: not tested", sh)
+			continue
+		}
+		ran++
+		for _, py := range []string{odd, tilde} {
+			for _, pre := range []string{"", "true", "echo rc-noise"} {
+				r, _, err := b.runRaw(sh, Params{Action: ActionList, Python: py, Pre: pre})
+				if err != nil || !r.OK {
+					t.Errorf("%s, python %q, pre %q: %+v %v", sh, py, pre, r, err)
+				}
+			}
+		}
+	}
+	if ran < 3 {
+		t.Errorf("only %d shells tested", ran)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	cases := []struct {
+		name string
+		p    Params
+		code string
+		want []string
+	}{
+		{"unknown kernel", Params{KernelName: "nope"}, CodeUnknownKernel,
+			[]string{`no kernel spec named 'nope'`, "python3", "gopyk-test", "badimport", "gopyk edit --remote-kernel-name"}},
+		{"kernel dies at import", Params{KernelName: "badimport"}, CodeKernelDied,
+			[]string{"died while starting (exit code 1)", "No module named no_such_module_gopyk", "install the missing module"}},
+		{"missing python", Params{Python: "/nonexistent/python3"}, "",
+			[]string{`remote python "/nonexistent/python3" not found (exit status 127)`, "gopyk edit --remote-python"}},
+		{"not executable", Params{Python: "/etc/passwd"}, "",
+			[]string{"cannot be executed (exit status 126)", "gopyk edit --remote-python"}},
+		{"failing pre", Params{Pre: "echo loading >&2; false"}, "",
+			[]string{`remote pre-command "echo loading >&2; false" failed (exit status 1): loading`, "gopyk edit --remote-pre"}},
+		{"bad transport", Params{Transport: "udp"}, CodeBadParams, []string{"transport must be ipc or tcp"}},
+	}
+	for _, c := range cases {
+		_, err := b.exec(c.p)
+		if err == nil {
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		var re *ReplyError
+		if c.code != "" && (!errors.As(err, &re) || re.Code != c.code) {
+			t.Errorf("%s: %v is not code %s", c.name, err, c.code)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", c.name, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error is not one line: %q", c.name, err)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(b.home, ".gopyk", "run")); len(ents) != 0 {
+		t.Errorf("failed launches left run dirs: %v", ents)
+	}
+}
+
+// The script must stay valid Python 3.6 (the oldest remote we support).
+func TestScriptPython36(t *testing.T) {
+	t.Parallel()
+	check := exec.Command(testPython, "-c", "import ast,sys; ast.parse(sys.stdin.read(), feature_version=(3,6))")
+	check.Stdin = bytes.NewReader(Script)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("not Python 3.6 syntax: %v\n%s", err, out)
+	}
+	py36, err := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".pyenv/versions/3.6*/bin/python3.6"))
+	if err != nil || len(py36) == 0 {
+		t.Skip("no python3.6 interpreter here; the 3.6 grammar check above ran")
+	}
+	b := newBed(t)
+	r := b.launch(Params{Python: py36[0], KernelName: "gopyk-test", Grace: time.Minute})
+	if !strings.HasPrefix(r.Python, "3.6.") {
+		t.Errorf("launcher ran on %s", r.Python)
+	}
+	if out := b.run(r.ConnFile, "info"); !strings.Contains(out, "STATUS ok") {
+		t.Fatalf("kernel_info: %s", out)
+	}
+	lease, err := ctl(r).Lease(tctx(t, 5*time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(r.KernelPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-lease.Events(); ev.Type != EventKernelExited {
+		t.Errorf("event %+v", ev)
+	}
+	lease.Close()
+	waitGone(t, 5*time.Second, r.SupervisorPID)
+}
+
+// A Python 2 remote python gets a clear "too old".
+func TestPythonTooOld(t *testing.T) {
+	t.Parallel()
+	py2, _ := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".pyenv/versions/2.7*/bin/python2.7"))
+	if len(py2) == 0 {
+		t.Skip("no python2.7 interpreter here")
+	}
+	_, err := newBed(t).exec(Params{Python: py2[0]})
+	var re *ReplyError
+	if !errors.As(err, &re) || re.Code != CodeTooOld || !strings.Contains(err.Error(), "Python 2.7 is too old") {
+		t.Fatalf("python 2: %v", err)
+	}
+}
+
+// The key appears nowhere but in the connection file: not in the supervisor
+// log, not on any command line, not in the run dir's other files.
+func TestKeyStaysSecret(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	key := "very-secret-" + filepath.Base(b.home)
+	r := b.launch(Params{Key: key, Grace: time.Minute})
+	if out := b.run(r.ConnFile, "info"); !strings.Contains(out, "STATUS ok") {
+		t.Fatalf("kernel_info: %s", out)
+	}
+	if _, err := ctl(r).Restart(tctx(t, 40*time.Second), 0); err != nil {
+		t.Fatal(err)
+	}
+	if hits := procCmdlinesContaining(key); len(hits) > 0 {
+		t.Errorf("key on a command line: %v", hits)
+	}
+	if hits := procCmdlinesContaining("k3y"); len(hits) > 0 {
+		t.Errorf("key on a command line: %v", hits)
+	}
+	ents, err := os.ReadDir(r.RunDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawLog bool
+	for _, e := range ents {
+		if e.Name() == "kernel.json" || e.Type()&os.ModeSocket != 0 {
+			continue
+		}
+		data, _ := os.ReadFile(filepath.Join(r.RunDir, e.Name()))
+		if bytes.Contains(data, []byte(key)) {
+			t.Errorf("%s holds the key", e.Name())
+		}
+		if m := mode(t, filepath.Join(r.RunDir, e.Name())); m&0o077 != 0 {
+			t.Errorf("%s: mode %v", e.Name(), m)
+		}
+		sawLog = sawLog || e.Name() == "supervisor.log" && bytes.Contains(data, []byte("restart requested"))
+	}
+	if !sawLog {
+		t.Error("supervisor.log missing or silent about the restart")
+	}
+	if _, err := ctl(r).Shutdown(tctx(t, 20*time.Second), 0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,342 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The full life of an ipc kernel: launch, secrets and permissions, a real
+// client, interrupt, restart (same key and sockets), shutdown and cleanup.
+func TestLaunchIPC(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	key := "s3cret-ipc-" + filepath.Base(b.home)
+	r := b.launch(Params{KernelName: "GOPYK-test", Key: key, Grace: time.Minute, Tag: "spec-a"})
+
+	if r.Transport != "ipc" || r.InterruptMode != "message" || r.KernelName != "GOPYK-test" || r.Tag != "spec-a" {
+		t.Errorf("reply: transport %q interrupt_mode %q kernel %q tag %q", r.Transport, r.InterruptMode, r.KernelName, r.Tag)
+	}
+	if !strings.HasPrefix(r.RunDir, filepath.Join(b.home, ".gopyk", "run")+"/") {
+		t.Errorf("run dir %s not under the home", r.RunDir)
+	}
+	if r.Channels.Shell != r.RunDir+"/k-1" || r.Channels.HB != r.RunDir+"/k-5" {
+		t.Errorf("channels %+v", r.Channels)
+	}
+	if r.Hostname == "" || r.User == "" || !strings.HasPrefix(r.Uname, "Linux") || !strings.HasPrefix(r.Python, "3.") {
+		t.Errorf("host facts: %q %q %q %q", r.Hostname, r.User, r.Uname, r.Python)
+	}
+	for path, want := range map[string]os.FileMode{
+		filepath.Join(b.home, ".gopyk"): 0o700, r.RunDir: 0o700, r.ConnFile: 0o600,
+		r.Control: 0o600, filepath.Join(b.home, CachePath()): 0o600,
+	} {
+		if got := mode(t, path); got&^want != 0 {
+			t.Errorf("%s: mode %v, want at most %v", path, got, want)
+		}
+	}
+	var cf map[string]any
+	data, err := os.ReadFile(r.ConnFile)
+	if err != nil || json.Unmarshal(data, &cf) != nil || cf["key"] != key || cf["transport"] != "ipc" {
+		t.Fatalf("connection file: %v %s", err, data)
+	}
+
+	out := b.run(r.ConnFile, "exec", "import os; print(os.environ['GOPYK_TEST_ENV'], os.getpid())")
+	if !strings.Contains(out, "OUT from-spec:base ") || !strings.Contains(out, "STATUS ok") {
+		t.Fatalf("spec env or execute: %s", out)
+	}
+	if hits := procCmdlinesContaining(key); len(hits) > 0 {
+		t.Errorf("the key is on a command line: %v", hits)
+	}
+
+	c := ctl(r)
+	lease, err := c.Lease(tctx(t, 10*time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close()
+	if lease.Status().Leases != 1 || lease.Status().KernelPID != r.KernelPID {
+		t.Errorf("lease status %+v", lease.Status())
+	}
+
+	// Interrupt: a sleeping cell gets KeyboardInterrupt.
+	ctx := tctx(t, 40*time.Second)
+	cl := b.client(ctx, r.ConnFile, "sleep")
+	stdout, _ := cl.StdoutPipe()
+	cl.Stderr = os.Stderr
+	if err := cl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || sc.Text() != "BUSY" {
+		t.Fatalf("client: %q %v", sc.Text(), sc.Err())
+	}
+	t0 := time.Now()
+	if err := c.Interrupt(tctx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Scan() || sc.Text() != "ENAME KeyboardInterrupt" {
+		t.Fatalf("after interrupt: %q %v", sc.Text(), sc.Err())
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("interrupt took %v", d)
+	}
+	if err := cl.Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: new kernel process, same key, same sockets, and the lease hears of it.
+	r2, err := c.Restart(tctx(t, 40*time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.KernelPID == r.KernelPID || r2.KernelPID == 0 || r2.Channels != r.Channels || r2.Restarts != 1 {
+		t.Fatalf("restart reply: pid %d→%d channels %+v→%+v restarts %d", r.KernelPID, r2.KernelPID, r.Channels, r2.Channels, r2.Restarts)
+	}
+	b.own(r2)
+	waitGone(t, 5*time.Second, r.KernelPID)
+	data2, _ := os.ReadFile(r.ConnFile)
+	if string(data2) != string(data) {
+		t.Errorf("connection file changed on restart:\n%s\n%s", data, data2)
+	}
+	select {
+	case ev := <-lease.Events():
+		if ev.Type != EventRestarted || ev.Status == nil || ev.Status.KernelPID != r2.KernelPID {
+			t.Errorf("lease event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no restarted event on the lease")
+	}
+	if out := b.run(r.ConnFile, "info"); !strings.Contains(out, "STATUS ok") {
+		t.Fatalf("after restart: %s", out)
+	}
+
+	// Shutdown: the kernel and supervisor exit, the run dir goes, the lease ends.
+	exit, err := c.Shutdown(tctx(t, 20*time.Second), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exit.KernelPID != r2.KernelPID || exit.Signal != int(syscall.SIGTERM) && exit.ExitCode == nil {
+		t.Errorf("shutdown exit %+v", exit)
+	}
+	waitGone(t, 5*time.Second, r.SupervisorPID, r2.KernelPID)
+	if exists(r.RunDir) {
+		t.Errorf("run dir %s left behind", r.RunDir)
+	}
+	ev, ok := <-lease.Events()
+	if !ok || ev.Type != EventKernelExited || ev.Reason != "shutdown" {
+		t.Errorf("lease event after shutdown: %+v %v", ev, ok)
+	}
+	if _, ok := <-lease.Events(); ok || !errors.Is(lease.Err(), ErrLeaseClosed) {
+		t.Errorf("lease not closed after shutdown: %v", lease.Err())
+	}
+}
+
+// tcp transport, with a HOME so long that unix sockets could not live under it.
+func TestLaunchTCPLongHome(t *testing.T) {
+	t.Parallel()
+	home := filepath.Join(t.TempDir(), strings.Repeat("h", 90))
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := newBedAt(t, home)
+	r := b.launch(Params{Transport: "tcp", Grace: time.Minute})
+	if want := "/tmp/gopyk-" + itoa(os.Getuid()) + "/"; !strings.HasPrefix(r.RunDir, want) {
+		t.Errorf("run dir %s, want under %s", r.RunDir, want)
+	}
+	if r.Transport != "tcp" || r.IP != "127.0.0.1" || len(r.Ports) != 5 || r.Channels.Shell != "127.0.0.1:"+itoa(r.Ports[0]) {
+		t.Fatalf("tcp reply: %+v", r)
+	}
+	if out := b.run(r.ConnFile, "info"); !strings.Contains(out, "STATUS ok") {
+		t.Fatalf("kernel_info: %s", out)
+	}
+	r2, err := ctl(r).Restart(tctx(t, 40*time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.own(r2)
+	if r2.Channels != r.Channels {
+		t.Errorf("tcp restart changed ports: %+v → %+v", r.Channels, r2.Channels)
+	}
+	if out := b.run(r.ConnFile, "info"); !strings.Contains(out, "STATUS ok") {
+		t.Fatalf("kernel_info after restart: %s", out)
+	}
+	if _, err := ctl(r).Shutdown(tctx(t, 20*time.Second), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, 5*time.Second, r.SupervisorPID, r2.KernelPID)
+	if exists(r.RunDir) {
+		t.Errorf("run dir %s left behind", r.RunDir)
+	}
+}
+
+// The last lease closes → grace → gone; persistent kernels stay until made
+// non-persistent; status/list see them; status of a gone one says so.
+func TestGraceAndPersistence(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	pr := b.launch(Params{Grace: 700 * time.Millisecond, Persistent: true, Tag: "keep"})
+	r := b.launch(Params{Grace: 700 * time.Millisecond})
+	lease, err := ctl(r).Lease(tctx(t, 5*time.Second), 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err) // a slow machine: the lease came after the grace period
+	}
+	time.Sleep(1500 * time.Millisecond) // longer than the grace period: the lease holds the kernel
+	if !alive(r.KernelPID) || !alive(r.SupervisorPID) {
+		t.Fatal("kernel gone while a lease was open")
+	}
+	st, err := b.exec(Params{Action: ActionStatus, RunDir: r.RunDir})
+	if err != nil || st.KernelPID != r.KernelPID || st.Leases != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	list, err := b.exec(Params{Action: ActionList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []string
+	for _, k := range list.Kernels { // /tmp/gopyk-<uid> may hold other tests' kernels
+		if strings.HasPrefix(k.RunDir, b.home) {
+			mine = append(mine, k.Tag)
+		}
+	}
+	if len(mine) != 2 || mine[0]+mine[1] != "keep" {
+		t.Fatalf("list: tags %q", mine)
+	}
+	lease.Close()
+	t0 := time.Now()
+	waitGone(t, 5*time.Second, r.KernelPID, r.SupervisorPID)
+	if d := time.Since(t0); d < 500*time.Millisecond {
+		t.Errorf("gone after %v, before the grace period", d)
+	}
+	if exists(r.RunDir) {
+		t.Error("run dir left behind")
+	}
+	_, err = b.exec(Params{Action: ActionStatus, RunDir: r.RunDir})
+	var re *ReplyError
+	if !errors.As(err, &re) || re.Code != CodeGone {
+		t.Errorf("status of a gone kernel: %v", err)
+	}
+
+	if !alive(pr.KernelPID) {
+		t.Fatal("persistent kernel gone without any lease")
+	}
+	if err := ctl(pr).SetPersistent(tctx(t, 5*time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, 5*time.Second, pr.KernelPID, pr.SupervisorPID)
+	if exists(pr.RunDir) {
+		t.Error("persistent run dir left behind")
+	}
+}
+
+// A lease whose pings stop is dropped, and the grace period starts.
+func TestLeasePingTimeout(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	r := b.launch(Params{Grace: 300 * time.Millisecond})
+	conn, err := UnixDialer(r.Control)(tctx(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A silent lease: asks for pings within 0.5 s and never sends one.
+	if _, err := conn.Write([]byte(`{"op":"lease","ping_timeout":0.5}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, 5*time.Second, r.KernelPID, r.SupervisorPID)
+}
+
+// kill -9 of the kernel: the lease hears kernel_exited within 2 s, then EOF;
+// the supervisor exits and removes everything.
+func TestKernelKilled(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	r := b.launch(Params{Grace: time.Minute})
+	lease, err := ctl(r).Lease(tctx(t, 5*time.Second), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close()
+	if err := syscall.Kill(r.KernelPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	select {
+	case ev := <-lease.Events():
+		if ev.Type != EventKernelExited || ev.Reason != "died" || ev.Signal != 9 || ev.ExitCode != nil {
+			t.Errorf("event %+v", ev)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no kernel_exited within 2 s")
+	}
+	select {
+	case _, ok := <-lease.Events():
+		if ok {
+			t.Error("more events after kernel_exited")
+		}
+	case <-time.After(2*time.Second - time.Since(t0)):
+		t.Fatal("lease not closed within 2 s of the kernel's death")
+	}
+	waitGone(t, 5*time.Second, r.SupervisorPID)
+	if exists(r.RunDir) {
+		t.Error("run dir left behind")
+	}
+}
+
+// kill -9 of the supervisor: the lease ends at EOF and the kernel follows
+// (PR_SET_PDEATHSIG, and ipykernel's parent poller).
+func TestSupervisorKilled(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	r := b.launch(Params{Grace: time.Minute})
+	lease, err := ctl(r).Lease(tctx(t, 5*time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Close()
+	if err := syscall.Kill(r.SupervisorPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-lease.Events():
+		if ok || !errors.Is(lease.Err(), ErrLeaseClosed) {
+			t.Errorf("lease: ok=%v err=%v", ok, lease.Err())
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("lease did not end within 2 s of the supervisor's death")
+	}
+	waitGone(t, 5*time.Second, r.KernelPID)
+	// list cleans the dead supervisor's run dir.
+	list, err := b.exec(Params{Action: ActionList})
+	if err != nil || !slices.Contains(list.Removed, r.RunDir) || exists(r.RunDir) {
+		t.Errorf("list after a dead supervisor: %+v %v", list, err)
+	}
+}
+
+// A launch abandoned by the local side (its session closed before the reply)
+// leaves nothing behind.
+func TestAbandonedLaunch(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	_, err := Exec(ctx, &LocalSession{Env: b.env}, b.params(Params{KernelName: "python3"}))
+	if err == nil {
+		t.Fatal("launch finished within 150 ms; cannot test abandoning it")
+	}
+	run := filepath.Join(b.home, ".gopyk", "run")
+	waitFor(t, "the abandoned launch to clean up", 10*time.Second, func() bool {
+		ents, _ := os.ReadDir(run)
+		return len(ents) == 0 && len(procCmdlinesContaining(b.home)) == 0
+	})
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
