@@ -93,7 +93,7 @@ func dialErr(t *testing.T, route Route, kind error) *DialError {
 
 // newKey writes an ed25519 key pair (path, path.pub); with a passphrase the
 // private key is encrypted in OpenSSH's format.
-func newKey(t *testing.T, path, passphrase string) ssh.PublicKey {
+func newKey(t *testing.T, path, passphrase string) (ssh.PublicKey, ed25519.PrivateKey) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -118,7 +118,7 @@ func newKey(t *testing.T, path, passphrase string) ssh.PublicKey {
 	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return sp
+	return sp, priv
 }
 
 func authorize(t *testing.T, s *testbed.SSHD, pub ssh.PublicKey) {
