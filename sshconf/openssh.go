@@ -77,8 +77,8 @@ type opensshBackend struct {
 
 func (b opensshBackend) name() string { return "openssh" }
 
-func (b opensshBackend) lookup(ctx context.Context, host, user string, port int) (map[string][]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, sshGTimeout)
+func (b opensshBackend) lookup(parent context.Context, host, user string, port int) (map[string][]string, error) {
+	ctx, cancel := context.WithTimeout(parent, sshGTimeout)
 	defer cancel()
 	var args []string
 	if b.configFile != "" {
@@ -95,17 +95,19 @@ func (b opensshBackend) lookup(ctx context.Context, host, user string, port int)
 	cmd := exec.CommandContext(ctx, b.ssh, args...)
 	cmd.Stdin = nil // /dev/null: a Match exec must not read our stdin
 	cmd.Env = append(append(os.Environ(), b.env...), "LC_ALL=C")
-	// A Match exec child may keep the pipes open after ssh exits.
+	// A Match exec child may outlive ssh and keep the pipes open: ssh gets
+	// its own process group and a timeout kills the whole group.
+	ownProcessGroup(cmd)
 	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
+	if err := parent.Err(); err != nil {
+		return nil, fmt.Errorf("%s -G %s: %w", b.ssh, host, err)
+	}
+	if ctx.Err() != nil {
 		return nil, fmt.Errorf("%s -G %s: no answer within %s (a Match exec in %s may hang); fix the config or set GOPYK_SSH_CONFIG_BACKEND=builtin",
 			b.ssh, host, sshGTimeout, b.configDesc())
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s -G %s: %w", b.ssh, host, err)
 	}
 	if err != nil {
 		var ee *exec.ExitError

@@ -1,0 +1,155 @@
+package sshconf
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestBuiltinSplitKeyword(t *testing.T) {
+	for _, tc := range []struct{ in, kw, rest string }{
+		{"  Port 22", "Port", "22"},
+		{"Port=22", "Port", "22"},
+		{"Port = 22 ", "Port", "22"},
+		{"\tHostName\t\"a b\"", "HostName", "\"a b\""},
+		{"# comment", "", ""},
+		{"   ", "", ""},
+		{"Port==22", "Port", "=22"},
+		{"ProxyCommand  = nc %h %p  ", "ProxyCommand", "nc %h %p"},
+	} {
+		kw, rest := splitKeyword(tc.in)
+		if kw != tc.kw || rest != tc.rest {
+			t.Errorf("splitKeyword(%q) = %q, %q; want %q, %q", tc.in, kw, rest, tc.kw, tc.rest)
+		}
+	}
+}
+
+func TestBuiltinArgvSplit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"a b\tc", []string{"a", "b", "c"}},
+		{`"a b" 'c d'`, []string{"a b", "c d"}},
+		{`a\ b x\"y`, []string{"a b", `x"y`}},
+		{`"a\"b"`, []string{`a"b`}},
+		{"a # comment", []string{"a"}},
+		{"a#b", []string{"a#b"}},
+		{`"" x`, []string{"", "x"}},
+	} {
+		got, err := argvSplit(tc.in)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("argvSplit(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := argvSplit(`"open`); err == nil {
+		t.Error("unclosed quote accepted")
+	}
+}
+
+func TestBuiltinMatchPattern(t *testing.T) {
+	for _, tc := range []struct {
+		s, p string
+		want bool
+	}{
+		{"web1", "web?", true}, {"web", "web?", false}, {"web12", "web?", false},
+		{"a.b.c", "*.c", true}, {"abc", "a*b*c", true}, {"ac", "a?c", false},
+		{"", "*", true}, {"x", "", false}, {"Web", "web", false},
+	} {
+		if got := matchPattern(tc.s, tc.p); got != tc.want {
+			t.Errorf("matchPattern(%q, %q) = %v", tc.s, tc.p, got)
+		}
+	}
+	if matchPatternList("Host.Example", "*.example", true) != 1 || matchPatternList("a", "*,!a", false) != -1 ||
+		matchPatternList("b", "a,c", false) != 0 {
+		t.Error("matchPatternList")
+	}
+}
+
+// builtinFor resolves alias with the built-in backend over files laid out
+// under a temp home (name → content; "config" is -F).
+func builtinFor(t *testing.T, files map[string]string, alias string) (Route, error) {
+	t.Helper()
+	home := t.TempDir()
+	for name, content := range files {
+		writeFile(t, filepath.Join(home, name), strings.ReplaceAll(content, "@HOME@", home))
+	}
+	local := fixtureLocal(t, home)
+	t.Setenv("HOME", home)
+	b := &builtinBackend{configFile: filepath.Join(home, "config"), systemFile: filepath.Join(home, "nosystem"), local: local}
+	return (&resolver{be: b, local: local}).resolve(context.Background(), alias)
+}
+
+func TestBuiltinLoudErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{"match user in a block that does not apply", map[string]string{"config": "Host other\n  Port 1\nMatch user bob\n  Port 2\n"},
+			[]string{"config:3: Match user is not supported", builtinFix}},
+		{"negated criterion", map[string]string{"config": "Match !exec \"false\"\n"},
+			[]string{"config:1: Match exec is not supported"}},
+		{"canonical", map[string]string{"config": "Match canonical all\n"},
+			[]string{"Match canonical is not supported"}},
+		{"tagged in an include of an inactive block", map[string]string{
+			"config": "Host zzz\n  Include ~/.ssh/x.conf\n", ".ssh/x.conf": "\n\nMatch tagged t\n"},
+			[]string{".ssh/x.conf:3: Match tagged is not supported"}},
+		{"canonicalize", map[string]string{"config": "CanonicalizeHostname yes\n"},
+			[]string{"config:1:", "CanonicalizeHostname yes is not supported", builtinFix}},
+		{"garbage", map[string]string{"config": "Host x\n  Port 22 23\n"},
+			[]string{"config:2: port: garbage at end of line"}},
+		{"bad port", map[string]string{"config": "Port none-such-service\n"},
+			[]string{"config:1: bad port"}},
+		{"bad quotes", map[string]string{"config": "User \"bob\n"},
+			[]string{"config:1: invalid quotes"}},
+		{"include loop", map[string]string{"config": "Include @HOME@/config\n"},
+			[]string{"Include nested deeper than 16"}},
+		{"bad jump", map[string]string{"config": "ProxyJump a,,b\n"},
+			[]string{"config:1: ProxyJump \"a,,b\": empty hop"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := builtinFor(t, tc.files, "x")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestBuiltinPermissions(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, filepath.Join(home, ".ssh/config"), "Port 2\n")
+	if err := os.Chmod(filepath.Join(home, ".ssh/config"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	local := fixtureLocal(t, home)
+	b := &builtinBackend{systemFile: filepath.Join(home, "nosystem"), local: local}
+	_, err := (&resolver{be: b, local: local}).resolve(context.Background(), "x")
+	if err == nil || !strings.Contains(err.Error(), "bad owner or permissions on "+home+"/.ssh/config") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBuiltinSystemFileAfterUserFile(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, filepath.Join(home, ".ssh/config"), "Host x\n  Port 2\n")
+	writeFile(t, filepath.Join(home, "system"), "Include sys.d/*.conf\nHost *\n  Port 3\n  User sys\n")
+	local := fixtureLocal(t, home)
+	b := &builtinBackend{systemFile: filepath.Join(home, "system"), local: local}
+	route, err := (&resolver{be: b, local: local}).resolve(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := route.Target(); s.Port != 2 || s.User != "sys" {
+		t.Fatalf("port %d user %q: want the user file's port and the system file's user", s.Port, s.User)
+	}
+}
