@@ -24,9 +24,13 @@ type dispatcher struct {
 	cancelWork context.CancelFunc
 
 	ready atomic.Bool
-	mu    sync.Mutex
-	final *request // the first final request seen
-	stop  chan struct{}
+	// abortOnInterrupt makes SIGINT before the kernel is ready abort the
+	// launch: Ctrl+C on a terminal. Under Jupyter (no terminal) an early
+	// SIGINT is only an impatient interrupt and is dropped.
+	abortOnInterrupt bool
+	mu               sync.Mutex
+	final            *request // the first final request seen
+	stop             chan struct{}
 }
 
 func newDispatcher(ctx context.Context, log *slog.Logger) *dispatcher {
@@ -78,6 +82,9 @@ func (d *dispatcher) loop(stop <-chan struct{}, sigs <-chan os.Signal) {
 		case <-ctxDone:
 			ctxDone = nil
 			r = request{act: actShutdown, why: "context cancelled"}
+		}
+		if r.act == actInterrupt && d.abortOnInterrupt && !d.ready.Load() {
+			r.act = actShutdown
 		}
 		switch {
 		case r.act == actNothing:

@@ -212,6 +212,12 @@ type inproc struct {
 
 func startRun(t *testing.T, rt string, f *fake, args ...string) *inproc {
 	t.Helper()
+	return startRunTTY(t, rt, f, nil, args...)
+}
+
+// startRunTTY runs with stdin taken for a terminal when it is not nil.
+func startRunTTY(t *testing.T, rt string, f *fake, stdin *os.File, args ...string) *inproc {
+	t.Helper()
 	if f == nil {
 		f = newFake(nil)
 	}
@@ -221,11 +227,11 @@ func startRun(t *testing.T, rt string, f *fake, args ...string) *inproc {
 		findSpec:   testFindSpec,
 		runtimeDir: func() string { return rt },
 		signals:    func() (<-chan os.Signal, func()) { return r.sigs, func() {} },
-		isTTY:      func(*os.File) bool { return false },
+		isTTY:      func(*os.File) bool { return stdin != nil },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() { r.code <- mainWith(ctx, args, nil, &r.stdout, &r.stderr, d) }()
+	go func() { r.code <- mainWith(ctx, args, stdin, &r.stdout, &r.stderr, d) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -408,6 +408,27 @@ func TestSignalDuringLaunch(t *testing.T) {
 	}
 }
 
+// On a terminal, Ctrl+C during the launch aborts it.
+func TestCtrlCDuringLaunchOnTTY(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	f := newFake(nil)
+	f.blockLaunch = true
+	r := startRunTTY(t, t.TempDir(), f, pr, "-k", "remote")
+	waitFor(t, "launch started", 5*time.Second, func() bool { return f.called("launch") })
+	r.sigs <- syscall.SIGINT
+	if code := r.wait(); code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+	if !strings.Contains(r.stderr.String(), "launch aborted by=SIGINT") {
+		t.Errorf("stderr:\n%s", r.stderr.String())
+	}
+}
+
 func TestContextCancelShutsDown(t *testing.T) {
 	f := newFake(nil)
 	r := startRun(t, t.TempDir(), f, "-k", "remote")

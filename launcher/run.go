@@ -60,6 +60,7 @@ func run(ctx context.Context, o options, stdin *os.File, stderr io.Writer, d dep
 	defer stopSigs()
 	stop := make(chan struct{})
 	l.disp = newDispatcher(ctx, l.log)
+	l.disp.abortOnInterrupt = l.tty
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
