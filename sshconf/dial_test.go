@@ -217,3 +217,29 @@ func TestDialKeepaliveNoticesFrozenPeer(t *testing.T) {
 	}
 	t.Logf("frozen peer noticed after %s: %v", el, c.Err())
 }
+
+// The whole path a user takes: an ssh_config with ProxyJump, resolved by
+// either backend, dialled.
+func TestDialResolvedRoute(t *testing.T) {
+	t.Parallel()
+	jump := testbed.SSHDForTest(t, testbed.Options{Alias: "gpk-jump"})
+	target := testbed.SSHDForTest(t, testbed.Options{})
+	cfg, err := target.ConfigVia(jump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, backend := range []string{"openssh", "builtin"} {
+		route, err := Resolve(testCtx(t), target.Alias, Options{ConfigFile: cfg, Backend: backend})
+		if err != nil {
+			t.Fatalf("%s: resolve: %v", backend, err)
+		}
+		if len(route) != 2 {
+			t.Fatalf("%s: route of %d hops, want jump + target", backend, len(route))
+		}
+		c := mustDial(t, route)
+		if got := run(t, c, "echo $GOPYK_TESTBED"); got != target.Dir {
+			t.Fatalf("%s: landed on %q, want %s", backend, got, target.Dir)
+		}
+		c.Close()
+	}
+}
