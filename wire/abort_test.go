@@ -11,6 +11,7 @@ import (
 // A cell queued behind a failing one is aborted (stop_on_error); Execute
 // must still return, with status "aborted".
 func TestExecuteAborted(t *testing.T) {
+	t.Parallel()
 	k := startKernel(t, newConnInfo(t, "tcp"))
 	c := dialKernel(t, k.ci)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -49,6 +50,7 @@ func TestExecuteAborted(t *testing.T) {
 
 // An empty key means unsigned messages both ways, as in jupyter_client.
 func TestEmptyKeyKernel(t *testing.T) {
+	t.Parallel()
 	ci := newConnInfo(t, "ipc")
 	ci.Key = ""
 	k := startKernel(t, ci)

@@ -164,6 +164,7 @@ func (f *forwarder) close() {
 }
 
 func TestDialRetriesUntilKernelAppears(t *testing.T) {
+	t.Parallel()
 	backend := newConnInfo(t, "tcp")
 	fw := newForwarder(t, backend)
 	front := backend
@@ -239,6 +240,7 @@ func TestDialRejectsBadConnInfo(t *testing.T) {
 }
 
 func TestHeartbeatTimeout(t *testing.T) {
+	t.Parallel()
 	ci := newConnInfo(t, "tcp")
 	k := startKernel(t, ci)
 	c := dialKernel(t, k.ci)
