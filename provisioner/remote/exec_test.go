@@ -141,13 +141,15 @@ func TestCommandShells(t *testing.T) {
 			continue
 		}
 		ran++
-		for _, py := range []string{odd, tilde} {
-			for _, pre := range []string{"", "true", "echo rc-noise"} {
-				r, _, err := b.runRaw(sh, Params{Action: ActionList, Python: py, Pre: pre})
-				if err != nil || !r.OK {
-					t.Errorf("%s, python %q, pre %q: %+v %v", sh, py, pre, r, err)
-				}
+		for py, pre := range map[string]string{odd: "", tilde: "echo rc-noise; true"} {
+			r, _, err := b.runRaw(sh, Params{Action: ActionList, Python: py, Pre: pre})
+			if err != nil || !r.OK {
+				t.Errorf("%s, python %q, pre %q: %+v %v", sh, py, pre, r, err)
 			}
+		}
+		// A failing pre is reported, whatever the shell.
+		if _, _, err := b.runRaw(sh, Params{Action: ActionList, Python: odd, Pre: "false"}); err == nil || !strings.Contains(err.Error(), "pre-command") {
+			t.Errorf("%s: failing pre: %v", sh, err)
 		}
 	}
 	if ran < 3 {

@@ -326,13 +326,25 @@ func TestSupervisorKilled(t *testing.T) {
 func TestAbandonedLaunch(t *testing.T) {
 	t.Parallel()
 	b := newBed(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := Exec(ctx, &LocalSession{Env: b.env}, b.params(Params{KernelName: "python3"}))
-	if err == nil {
-		t.Fatal("launch finished within 150 ms; cannot test abandoning it")
-	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Exec(ctx, &LocalSession{Env: b.env}, b.params(Params{KernelName: "slow"}))
+		done <- err
+	}()
 	run := filepath.Join(b.home, ".gopyk", "run")
+	waitFor(t, "the slow kernel to start", 10*time.Second, func() bool {
+		logs, _ := filepath.Glob(filepath.Join(run, "*", "state.json"))
+		return len(logs) == 1
+	})
+	if len(procCmdlinesContaining(b.home)) == 0 {
+		t.Fatal("no kernel process")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("abandoned launch: %v", err)
+	}
 	waitFor(t, "the abandoned launch to clean up", 10*time.Second, func() bool {
 		ents, _ := os.ReadDir(run)
 		return len(ents) == 0 && len(procCmdlinesContaining(b.home)) == 0
