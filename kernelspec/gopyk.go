@@ -14,6 +14,7 @@ type Gopyk struct {
 	Transport        string `json:"transport,omitempty"`        // "ipc" (default) or "tcp"
 	Launcher         string `json:"launcher,omitempty"`         // "" / "local" or "slurm"
 	LauncherArgs     string `json:"launcher_args,omitempty"`    // extra arguments for the launcher (e.g. sbatch flags)
+	Grace            int    `json:"grace,omitempty"`            // seconds a kernel waits for a lost launcher; 0 = default
 }
 
 const (

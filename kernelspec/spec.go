@@ -154,7 +154,7 @@ func (s *Spec) Marshal() ([]byte, error) {
 }
 
 func (s *Spec) marshalGopyk() (json.RawMessage, error) {
-	typed, err := json.Marshal(s.Gopyk)
+	typed, err := marshalPlain(s.Gopyk)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +173,19 @@ func (s *Spec) marshalGopyk() (json.RawMessage, error) {
 	for k, v := range fields {
 		merged[k] = v
 	}
-	return json.Marshal(merged)
+	return marshalPlain(merged)
+}
+
+// marshalPlain is json.Marshal without HTML escaping: the encoder keeps raw
+// values as they are, so "&&" in remote_pre would stay "\u0026\u0026" otherwise.
+func marshalPlain(v any) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 func gopykKeys() []string {

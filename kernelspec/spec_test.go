@@ -49,7 +49,7 @@ func TestParseAcceptsJupyterSpecs(t *testing.T) {
 // Unknown keys anywhere (top level, metadata, metadata.gopyk) survive a
 // read-modify-write; known fields change; omitted optional fields disappear.
 func TestRoundTripKeepsUnknownKeys(t *testing.T) {
-	in := `{"argv": ["x"], "display_name": "D", "language": "python", "future_key": {"a": [1, 2.50, "<&>"]},
+	in := `{"argv": ["x"], "display_name": "D", "language": "python", "future_key": {"a": [1, 2.50, "<&>"], "b": "x && y"},
 		"env": {"A": "1"}, "metadata": {"debugger": true, "gopyk": {"ssh_host_alias": "h", "remote_kernel_name": "python3",
 		"remote_pre": "module load x", "launch_timeout": 5, "newer_field": "keep"}}}`
 	s, err := Parse("/x", []byte(in))
@@ -59,6 +59,7 @@ func TestRoundTripKeepsUnknownKeys(t *testing.T) {
 	s.DisplayName = "E"
 	s.Gopyk.RemotePre = ""
 	s.Gopyk.Transport = "tcp"
+	s.Gopyk.RemotePython = "a&&b"
 	dir := filepath.Join(t.TempDir(), "MySpec")
 	if err := s.Write(dir); err != nil {
 		t.Fatal(err)
@@ -80,13 +81,13 @@ func TestRoundTripKeepsUnknownKeys(t *testing.T) {
 	var got, want map[string]any
 	data, _ := os.ReadFile(back.File())
 	json.Unmarshal(data, &got)
-	json.Unmarshal([]byte(`{"argv": ["x"], "display_name": "E", "language": "python", "future_key": {"a": [1, 2.50, "<&>"]},
+	json.Unmarshal([]byte(`{"argv": ["x"], "display_name": "E", "language": "python", "future_key": {"a": [1, 2.50, "<&>"], "b": "x && y"},
 		"env": {"A": "1"}, "metadata": {"debugger": true, "gopyk": {"ssh_host_alias": "h", "remote_kernel_name": "python3",
-		"launch_timeout": 5, "transport": "tcp", "newer_field": "keep"}}}`), &want)
+		"launch_timeout": 5, "transport": "tcp", "remote_python": "a&&b", "newer_field": "keep"}}}`), &want)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("written spec:\n%s\nwant the same as\n%v", data, want)
 	}
-	if strings.Contains(string(data), `\u003c`) {
+	if strings.Contains(string(data), `\u003c`) || strings.Contains(string(data), `\u0026`) {
 		t.Errorf("HTML-escaped output: %s", data)
 	}
 }

@@ -89,6 +89,15 @@ func Dirs() map[string]string {
 	return found
 }
 
+// SpecError is a spec All could not read.
+type SpecError struct {
+	Name, Dir string
+	Err       error
+}
+
+func (e *SpecError) Error() string { return e.Err.Error() }
+func (e *SpecError) Unwrap() error { return e.Err }
+
 // All reads every visible spec, sorted by name. A spec that cannot be read
 // yields an error of its own and does not hide the others.
 func All() ([]*Spec, []error) {
@@ -103,7 +112,7 @@ func All() ([]*Spec, []error) {
 	for _, n := range names {
 		s, err := Load(n, dirs[n])
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &SpecError{Name: n, Dir: dirs[n], Err: err})
 			continue
 		}
 		specs = append(specs, s)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/gopyk/gopyk/kernelspec"
@@ -41,7 +42,11 @@ func (a *App) runList(ctx context.Context, cmd *cli.Command) error {
 	specs, errs := kernelspec.All()
 	rep := listReport{Kernels: []kernelReport{}, Errors: []string{}}
 	for _, err := range errs {
-		rep.Errors = append(rep.Errors, err.Error()+"; fix the file, or delete it with 'gopyk delete --force NAME'")
+		name := "NAME"
+		if se, ok := err.(*kernelspec.SpecError); ok {
+			name = se.Name
+		}
+		rep.Errors = append(rep.Errors, err.Error()+"; fix the file, or delete it with 'gopyk delete --force "+name+"'")
 	}
 	// Local kernels first, then SSH ones, each sorted by name (as sshpyk).
 	for _, s := range specs {
@@ -169,8 +174,10 @@ func hostChecks(h *sshconf.Settings, jump bool) hostReport {
 		}
 	case len(h.IdentityFiles) == 1:
 		add("identityfile", StatusError, h.IdentityFiles[0]+" does not exist; fix IdentityFile for "+h.Alias+" in your ssh config")
+	case len(h.IdentityFiles) > 1 && sshDefaults(h.IdentityFiles):
+		add("identityfile", StatusInfo, "none configured and none of ssh's default keys (~/.ssh/id_*) exist; gopyk will use the ssh agent")
 	case len(h.IdentityFiles) > 1:
-		add("identityfile", StatusInfo, fmt.Sprintf("none of the %d key files exist (ssh's defaults when none is configured); gopyk will use the ssh agent", len(h.IdentityFiles)))
+		add("identityfile", StatusWarning, "none of "+strings.Join(h.IdentityFiles, ", ")+" exist; gopyk will use the ssh agent, or fix IdentityFile for "+h.Alias+" in your ssh config")
 	}
 	if h.ProxyJump != "" {
 		add("proxyjump", StatusInfo, h.ProxyJump)
@@ -187,6 +194,19 @@ func hostChecks(h *sshconf.Settings, jump bool) hostReport {
 		add(k, StatusInfo, v+" (not needed by gopyk: it keeps its one connection itself)")
 	}
 	return hr
+}
+
+// sshDefaults reports whether files is the list ssh -G prints when no
+// IdentityFile is configured.
+func sshDefaults(files []string) bool {
+	for _, f := range files {
+		switch filepath.Base(f) {
+		case "id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss", "id_dsa":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func nonNil(s []string) []string {
