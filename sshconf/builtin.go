@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/kevinburke/ssh_config"
 )
@@ -283,20 +282,6 @@ func (b *builtinBackend) include(st *evalState, from string, line int, pats []st
 				return err
 			}
 		}
-	}
-	return nil
-}
-
-// checkConfigPerm is ssh's check on the user's config files: owned by the
-// user or root and not writable by group or others.
-func checkConfigPerm(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("read ssh config: %w", err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if (ok && st.Uid != 0 && int(st.Uid) != os.Getuid()) || fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("bad owner or permissions on %s; fix with chmod go-w %s", path, path)
 	}
 	return nil
 }

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package sshconf
+
+// checkConfigPerm: Windows OpenSSH checks ACLs, which the built-in reader
+// does not model.
+func checkConfigPerm(string) error { return nil }
