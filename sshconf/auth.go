@@ -126,6 +126,7 @@ type authIdentity struct {
 	pub   ssh.PublicKey // nil when neither the key nor <key>.pub tells us
 	certs []*ssh.Certificate
 	load  func() (ssh.Signer, error) // nil when the private key is unusable
+	note  string                     // why load is nil, unless the agent has the key
 }
 
 func buildAuth(s *Settings, interactive bool, p *prompter) *authPlan {
@@ -224,6 +225,9 @@ func (a *authPlan) addPublicKeys(s *Settings, interactive bool, p *prompter) {
 		a.keys = append(a.keys, &authKey{label: "agent key " + keyDesc(pub), pub: pub, load: fixed(sg)})
 	}
 	for _, id := range ids {
+		if id.note != "" && (id.pub == nil || inAgent(id.pub) == nil) {
+			a.notes = append(a.notes, id.note)
+		}
 		for _, c := range id.certs {
 			if seen(c) {
 				continue
@@ -383,8 +387,7 @@ func (a *authPlan) loadIdentity(path string, interactive bool, p *prompter) *aut
 			id.pub = missing.PublicKey
 		}
 		if !interactive {
-			a.notes = append(a.notes, fmt.Sprintf("%s is encrypted and there is no terminal to ask for its passphrase (ssh-add it to your agent)", dialTilde(path)))
-			id.load = nil
+			id.note = fmt.Sprintf("%s is encrypted and there is no terminal to ask for its passphrase (ssh-add it to your agent)", dialTilde(path))
 			break
 		}
 		id.load = decrypter(path, raw, p)

@@ -17,6 +17,8 @@ type prompter struct {
 	mu          sync.Mutex // one question at a time
 	pause       func()
 	resume      func()
+	// answer replaces the terminal in tests.
+	answer func(question string, echo bool) (string, error)
 }
 
 var errNoTTY = errors.New("no terminal to ask on")
@@ -27,6 +29,9 @@ func (p *prompter) ask(question string, echo bool) (string, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.answer != nil {
+		return p.answer(question, echo)
+	}
 	in, out, err := openTTY()
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", errNoTTY, err)

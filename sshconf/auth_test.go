@@ -148,3 +148,49 @@ func TestDialRSAKey(t *testing.T) {
 		t.Fatalf("no RSA login in sshd log:\n%s", log)
 	}
 }
+
+// With a terminal, an encrypted key's passphrase is asked for only once the
+// server has accepted its public key (OpenSSH's behaviour), and only once.
+func TestDialPassphrasePromptIsLazy(t *testing.T) {
+	t.Parallel()
+	s := testbed.SSHDForTest(t, testbed.Options{})
+	enc := filepath.Join(t.TempDir(), "id_enc")
+	const pass = "open sesame"
+	pub, _ := newKey(t, enc, pass)
+
+	var asked []string
+	opts := DialOptions{Interactive: true, answer: func(q string, echo bool) (string, error) {
+		asked = append(asked, q)
+		if echo {
+			t.Errorf("passphrase asked with echo on: %q", q)
+		}
+		if len(asked) == 1 {
+			return "wrong", nil
+		}
+		return pass, nil
+	}}
+
+	// The encrypted key is not authorized: no prompt, the next key logs in.
+	st := tbSettings(s)
+	st.IdentityFiles = []string{enc, s.ClientKey}
+	c, err := Dial(testCtx(t), Route{st}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if len(asked) != 0 {
+		t.Fatalf("asked %q for a key the server refused", asked)
+	}
+
+	// Authorized: asked (again after a wrong answer), then in.
+	authorize(t, s, pub)
+	st.IdentityFiles = []string{enc}
+	c, err = Dial(testCtx(t), Route{st}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if len(asked) != 2 || !strings.Contains(asked[0], "Enter passphrase for key '"+enc+"'") {
+		t.Fatalf("prompts %q", asked)
+	}
+}

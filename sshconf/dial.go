@@ -29,8 +29,12 @@ type DialOptions struct {
 	Interactive bool
 	// Log receives debug lines about each step; nil discards them.
 	Log *slog.Logger
-	// Stderr, when set, also gets ProxyCommand's stderr as it is written.
+	// Stderr, when set, also gets ProxyCommand's stderr as it is written,
+	// and the server's login banner when Interactive.
 	Stderr io.Writer
+
+	// answer stands in for the terminal in tests.
+	answer func(question string, echo bool) (string, error)
 }
 
 // Client is one SSH connection to a route's target, through its jump hosts.
@@ -273,7 +277,7 @@ func handshake(ctx context.Context, s *Settings, h *hop, addr string, timeout ti
 	fail := func(kind, err error, hint string) error {
 		return &DialError{Kind: kind, Err: err, Hint: hint}
 	}
-	p := &prompter{interactive: opts.Interactive}
+	p := &prompter{interactive: opts.Interactive, answer: opts.answer}
 	hk, err := newHostKeyChecker(s, opts.Interactive, p)
 	if err != nil {
 		return nil, fail(nil, err, "fix or move that known_hosts file")
@@ -296,6 +300,12 @@ func handshake(ctx context.Context, s *Settings, h *hop, addr string, timeout ti
 		Auth:              au.methods,
 		HostKeyCallback:   hk.check,
 		HostKeyAlgorithms: hk.hostKeyAlgorithms(s.HostKeyAlgorithms),
+	}
+	if opts.Interactive && opts.Stderr != nil {
+		cfg.BannerCallback = func(msg string) error {
+			_, err := io.WriteString(opts.Stderr, msg)
+			return err
+		}
 	}
 	cc, chans, reqs, err := ssh.NewClientConn(h.conn, addr, cfg)
 	timer.Stop()

@@ -179,3 +179,27 @@ func TestDialHostKeyAlgorithmOrder(t *testing.T) {
 	st.UserKnownHostsFiles = []string{kh}
 	mustDial(t, Route{st}).Close()
 }
+
+func TestDialAskOnTerminal(t *testing.T) {
+	t.Parallel()
+	s := testbed.SSHDForTest(t, testbed.Options{})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	st := tbSettings(s)
+	st.UserKnownHostsFiles = []string{kh}
+	st.StrictHostKeyChecking = "ask"
+	var asked string
+	c, err := Dial(testCtx(t), Route{st}, DialOptions{Interactive: true, answer: func(q string, echo bool) (string, error) {
+		asked = q
+		return "yes", nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if !strings.Contains(asked, ssh.FingerprintSHA256(s.HostKey)) || !strings.Contains(asked, "(yes/no)") {
+		t.Fatalf("question %q", asked)
+	}
+	if b, _ := os.ReadFile(kh); !strings.Contains(string(b), s.HostKeyPub[:30]) {
+		t.Fatalf("accepted key not recorded:\n%s", b)
+	}
+}
