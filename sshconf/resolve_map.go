@@ -48,6 +48,9 @@ func settingsFromRaw(alias string, raw map[string][]string, local *localEnv) (*S
 	}
 
 	for _, f := range raw["identityfile"] {
+		if strings.EqualFold(f, "none") { // configured, so no defaults, but no file
+			continue
+		}
 		p, err := local.expandPath(f, t)
 		if err != nil {
 			return nil, fmt.Errorf("host %s: IdentityFile %w", alias, err)
@@ -55,6 +58,9 @@ func settingsFromRaw(alias string, raw map[string][]string, local *localEnv) (*S
 		s.IdentityFiles = append(s.IdentityFiles, p)
 	}
 	for _, f := range raw["certificatefile"] {
+		if strings.EqualFold(f, "none") {
+			continue
+		}
 		p, err := local.expandPath(f, t)
 		if err != nil {
 			return nil, fmt.Errorf("host %s: CertificateFile %w", alias, err)
@@ -68,8 +74,8 @@ func settingsFromRaw(alias string, raw map[string][]string, local *localEnv) (*S
 	}
 	s.IdentityAgent = identityAgent(first("identityagent"), local)
 
-	s.UserKnownHostsFiles = strings.Fields(first("userknownhostsfile"))
-	s.GlobalKnownHostsFiles = strings.Fields(first("globalknownhostsfile"))
+	s.UserKnownHostsFiles = fileList(first("userknownhostsfile"))
+	s.GlobalKnownHostsFiles = fileList(first("globalknownhostsfile"))
 	if s.StrictHostKeyChecking, err = strictHostKeyChecking(first("stricthostkeychecking")); err != nil {
 		return nil, fmt.Errorf("host %s: %w", alias, err)
 	}
@@ -207,4 +213,12 @@ func parseSSHTime(s string) (time.Duration, error) {
 		total += time.Duration(n) * time.Second
 	}
 	return total, nil
+}
+
+// fileList splits a known-hosts setting; "none" means no file at all.
+func fileList(v string) []string {
+	if strings.EqualFold(v, "none") {
+		return nil
+	}
+	return strings.Fields(v)
 }
