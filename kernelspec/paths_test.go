@@ -1,6 +1,7 @@
 package kernelspec
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,7 +10,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -20,28 +20,51 @@ import (
 type oracle struct {
 	Data, Runtime string
 	Path, Kernels []string
-	err           error
 }
 
-func pythonPaths(env []string, sysPrefix string) oracle {
+// pythonPaths asks Debian's jupyter_core and jupyter_client, the oracle, for
+// the paths under each environment, in one Python process (importing
+// jupyter_client costs 0.5 s of CPU). jupyter_core reads sys.prefix at import
+// time, so the module is reloaded after sys.prefix is set: that is how
+// GOPYK_SYS_PREFIX is compared. site caches the user base, so it is reset.
+// Whether the user site is enabled is fixed at start-up: cases that change it
+// need a process of their own.
+func pythonPaths(startEnv []string, envs []map[string]string) ([]oracle, error) {
 	script := `
-import json, sys
-sys.prefix = sys.argv[1]
+import importlib, json, os, site, sys
 import jupyter_core.paths as p
 from jupyter_client.kernelspec import KernelSpecManager as K
-print(json.dumps({"data": p.jupyter_data_dir(), "runtime": p.jupyter_runtime_dir(),
-                  "path": p.jupyter_path(), "kernels": K().kernel_dirs}))
+base = dict(os.environ)
+out = []
+for env in json.loads(sys.stdin.read()):
+    os.environ.clear()
+    os.environ.update(base)
+    os.environ.update(env)
+    sys.prefix = env.get("GOPYK_SYS_PREFIX") or "/usr"
+    importlib.reload(p)
+    site.USER_BASE = None
+    out.append({"data": p.jupyter_data_dir(), "runtime": p.jupyter_runtime_dir(),
+                "path": p.jupyter_path(), "kernels": K().kernel_dirs})
+print(json.dumps(out))
 `
-	cmd := exec.Command("/usr/bin/python3", "-c", script, sysPrefix)
-	cmd.Env = append(env, "PYDEVD_DISABLE_FILE_VALIDATION=1")
-	var r oracle
-	out, err := cmd.CombinedOutput()
+	in, err := json.Marshal(envs)
 	if err != nil {
-		r.err = fmt.Errorf("python oracle: %v\n%s", err, out)
-	} else if err := json.Unmarshal(out, &r); err != nil {
-		r.err = fmt.Errorf("python oracle output %q: %v", out, err)
+		return nil, err
 	}
-	return r
+	cmd := exec.Command("/usr/bin/python3", "-c", script)
+	cmd.Env = append(startEnv, "PYDEVD_DISABLE_FILE_VALIDATION=1")
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("python oracle: %v: %s", err, stderr.String())
+	}
+	var r []oracle
+	if err := json.Unmarshal(out, &r); err != nil || len(r) != len(envs) {
+		return nil, fmt.Errorf("python oracle output %q: %v", out, err)
+	}
+	return r, nil
 }
 
 var pathVars = []string{
@@ -85,8 +108,6 @@ func TestPathsMatchJupyter(t *testing.T) {
 			"JUPYTER_PREFER_ENV_PATH": "1",
 		}},
 	}
-	// The oracle runs are slow (0.7 s each), so they run concurrently with an
-	// explicit environment; the Go side then runs case by case under t.Setenv.
 	var base []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -94,20 +115,28 @@ func TestPathsMatchJupyter(t *testing.T) {
 			base = append(base, kv)
 		}
 	}
+	// Two batches: the user site enabled at start-up, and disabled.
 	want := make([]oracle, len(cases))
-	var wg sync.WaitGroup
-	for i, c := range cases {
-		env := slices.Clone(base)
-		for k, v := range c.env {
-			env = append(env, k+"="+v)
+	for _, noUserSite := range []bool{false, true} {
+		var idx []int
+		var envs []map[string]string
+		for i, c := range cases {
+			if (c.env["PYTHONNOUSERSITE"] != "") == noUserSite {
+				idx, envs = append(idx, i), append(envs, c.env)
+			}
 		}
-		prefix := c.env[SysPrefixEnv]
-		if prefix == "" {
-			prefix = "/usr"
+		start := slices.Clone(base)
+		if noUserSite {
+			start = append(start, "PYTHONNOUSERSITE=1")
 		}
-		wg.Go(func() { want[i] = pythonPaths(env, prefix) })
+		r, err := pythonPaths(start, envs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, i := range idx {
+			want[i] = r[j]
+		}
 	}
-	wg.Wait()
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, v := range pathVars {
@@ -119,9 +148,6 @@ func TestPathsMatchJupyter(t *testing.T) {
 				}
 			}
 			w := want[i]
-			if w.err != nil {
-				t.Fatal(w.err)
-			}
 			data, rt, path, kernels := w.Data, w.Runtime, w.Path, w.Kernels
 			if got := DataDir(); got != data {
 				t.Errorf("DataDir() = %q, jupyter_core says %q", got, data)
