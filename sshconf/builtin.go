@@ -49,7 +49,7 @@ type evalState struct {
 	jumpSet, jumpNone, cmdSet bool
 }
 
-func (b *builtinBackend) lookup(ctx context.Context, host, user string, port int) (map[string][]string, error) {
+func (b *builtinBackend) lookup(ctx context.Context, host, user string, port int, jump string) (map[string][]string, error) {
 	st := &evalState{hostArg: host, opts: map[string][]string{}}
 	// -l and -p are command-line options: they are set before any file is
 	// read, so they win over the config.
@@ -58,6 +58,10 @@ func (b *builtinBackend) lookup(ctx context.Context, host, user string, port int
 	}
 	if port > 0 {
 		st.opts["port"] = []string{strconv.Itoa(port)}
+	}
+	if jump != "" {
+		st.opts["proxyjump"] = []string{jump}
+		st.jumpSet = true
 	}
 	if b.configFile != "" {
 		if err := b.readFile(st, b.configFile, true, false, true, 0); err != nil {

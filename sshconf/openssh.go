@@ -77,7 +77,7 @@ type opensshBackend struct {
 
 func (b opensshBackend) name() string { return "openssh" }
 
-func (b opensshBackend) lookup(parent context.Context, host, user string, port int) (map[string][]string, error) {
+func (b opensshBackend) lookup(parent context.Context, host, user string, port int, jump string) (map[string][]string, error) {
 	ctx, cancel := context.WithTimeout(parent, sshGTimeout)
 	defer cancel()
 	var args []string
@@ -90,6 +90,9 @@ func (b opensshBackend) lookup(parent context.Context, host, user string, port i
 	}
 	if port > 0 {
 		args = append(args, "-p", strconv.Itoa(port))
+	}
+	if jump != "" {
+		args = append(args, "-J", jump)
 	}
 	args = append(args, "--", host)
 	cmd := exec.CommandContext(ctx, b.ssh, args...)

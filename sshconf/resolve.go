@@ -15,10 +15,10 @@ import (
 const maxJumpDepth = 16
 
 // backend produces the ssh -G view (lower-case key → values) of one host,
-// as ssh would see it when run as `ssh [-l user] [-p port] host`.
+// as ssh would see it when run as `ssh [-l user] [-p port] [-J jump] host`.
 type backend interface {
 	name() string
-	lookup(ctx context.Context, host, user string, port int) (map[string][]string, error)
+	lookup(ctx context.Context, host, user string, port int, jump string) (map[string][]string, error)
 }
 
 // localEnv is what ssh takes from the local machine: the passwd entry (ssh
@@ -184,14 +184,18 @@ func cycleString(stack []Jump) string {
 
 // settings resolves one host as `ssh [-l user] [-p port] [-J via] host`.
 func (r *resolver) settings(ctx context.Context, hop Jump, via []Jump) (*Settings, error) {
-	raw, err := r.be.lookup(ctx, hop.Host, hop.User, hop.Port)
+	// -J on the command line beats the hop's own ProxyJump and ProxyCommand
+	// (and keeps ssh from calling "Host * / ProxyJump bastion" a loop there).
+	jump := ""
+	if via != nil {
+		jump = joinJumps(via)
+	}
+	raw, err := r.be.lookup(ctx, hop.Host, hop.User, hop.Port, jump)
 	if err != nil {
 		return nil, err
 	}
 	if via != nil {
-		// -J on the command line beats the hop's own ProxyJump and
-		// ProxyCommand, whichever its config set first.
-		raw["proxyjump"] = []string{joinJumps(via)}
+		raw["proxyjump"] = []string{jump}
 		delete(raw, "proxycommand")
 	}
 	return settingsFromRaw(hop.Host, raw, &r.local)

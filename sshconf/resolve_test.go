@@ -17,7 +17,7 @@ type fakeBackend struct {
 
 func (f *fakeBackend) name() string { return "fake" }
 
-func (f *fakeBackend) lookup(_ context.Context, host, user string, port int) (map[string][]string, error) {
+func (f *fakeBackend) lookup(_ context.Context, host, user string, port int, _ string) (map[string][]string, error) {
 	f.calls = append(f.calls, Jump{User: user, Host: host, Port: port}.String())
 	raw := map[string][]string{"hostname": {host}, "user": {"local"}, "port": {"22"}}
 	for k, v := range f.hosts[host] {
@@ -119,7 +119,7 @@ func TestResolveJumpDepth(t *testing.T) {
 type deepBackend struct{ n int }
 
 func (d *deepBackend) name() string { return "deep" }
-func (d *deepBackend) lookup(_ context.Context, host, _ string, _ int) (map[string][]string, error) {
+func (d *deepBackend) lookup(_ context.Context, host, _ string, _ int, _ string) (map[string][]string, error) {
 	d.n++
 	return map[string][]string{"hostname": {host}, "proxyjump": {"h" + itoa(d.n)}}, nil
 }
