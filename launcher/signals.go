@@ -45,22 +45,6 @@ type request struct {
 	why string // "SIGTERM", "Ctrl+D", ...
 }
 
-// signalTable is the standalone launcher's signal table (DESIGN.md). Under
-// Jupyter only SIGINT (interrupt_mode signal, sent to the process group) and
-// SIGTERM/SIGKILL arrive.
-var signalTable = []struct {
-	sig  syscall.Signal
-	act  action
-	help string
-}{
-	{syscall.SIGINT, actInterrupt, "interrupt the running cell (Ctrl+C)"},
-	{syscall.SIGUSR1, actRestart, "restart the kernel in place"},
-	{syscall.SIGTERM, actShutdown, "shut down (a persistent kernel keeps running)"},
-	{syscall.SIGHUP, actShutdown, "shut down (a persistent kernel keeps running)"},
-	{syscall.SIGUSR2, actForceShutdown, "shut down, even a persistent kernel"},
-	{syscall.SIGQUIT, actLeave, "leave: exit, the kernel keeps running and its running cell is not interrupted (Ctrl+\\)"},
-}
-
 func handledSignals() []os.Signal {
 	s := make([]os.Signal, len(signalTable))
 	for i, e := range signalTable {
@@ -72,26 +56,17 @@ func handledSignals() []os.Signal {
 func requestFor(sig os.Signal) request {
 	for _, e := range signalTable {
 		if e.sig == sig {
-			return request{act: e.act, why: signalName(e.sig)}
+			return request{act: e.act, why: e.name}
 		}
 	}
 	return request{act: actNothing, why: sig.String()}
 }
 
 func signalName(s syscall.Signal) string {
-	switch s {
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGUSR1:
-		return "SIGUSR1"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGUSR2:
-		return "SIGUSR2"
-	case syscall.SIGQUIT:
-		return "SIGQUIT"
+	for _, e := range signalTable {
+		if e.sig == s {
+			return e.name
+		}
 	}
 	return fmt.Sprintf("signal %d", int(s))
 }
