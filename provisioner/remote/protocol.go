@@ -20,6 +20,7 @@ const (
 	ActionLaunch = "launch" // start a supervisor and its kernel
 	ActionStatus = "status" // is the supervisor of Params.RunDir alive? (Reply as for launch)
 	ActionList   = "list"   // every supervisor of this user (Reply.Kernels); removes stale run dirs
+	ActionProxy  = "proxy"  // join the session to Params.Target (see ExecConn)
 )
 
 // Error codes of a remote error reply (ReplyError.Code).
@@ -54,6 +55,7 @@ type Params struct {
 	Env             map[string]string // extra environment for the kernel (after the spec's env)
 	Cwd             string            // the kernel's working directory; default the remote home
 	Tag             string            // free text shown by ActionList (e.g. the local spec name)
+	Target          string            // ActionProxy: "unix:/path" or "tcp:host:port" on the remote
 
 	Python string // remote python for Command; default python3 (not sent)
 	Pre    string // shell commands run before the launcher (not sent)
@@ -73,6 +75,7 @@ type paramsJSON struct {
 	Env             map[string]string `json:"env,omitempty"`
 	Cwd             string            `json:"cwd,omitempty"`
 	Tag             string            `json:"tag,omitempty"`
+	Target          string            `json:"target,omitempty"`
 }
 
 func seconds(d time.Duration) *float64 {
@@ -88,7 +91,7 @@ func (p Params) line() ([]byte, error) {
 		Action: p.Action, KernelName: p.KernelName, Key: p.Key, SignatureScheme: p.SignatureScheme,
 		Transport: p.Transport, RunDir: p.RunDir, Persistent: p.Persistent,
 		Grace: seconds(p.Grace), ShutdownTimeout: seconds(p.ShutdownTimeout), LaunchTimeout: seconds(p.LaunchTimeout),
-		Env: p.Env, Cwd: p.Cwd, Tag: p.Tag,
+		Env: p.Env, Cwd: p.Cwd, Tag: p.Tag, Target: p.Target,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode launch parameters: %w", err)
@@ -303,6 +306,12 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 // "give up". Run does not close anything: on ctx's end it returns at once,
 // and the caller must close the session so that the reader goroutine ends.
 func Run(ctx context.Context, stdin io.Writer, stdout io.Reader, p Params) (*Reply, error) {
+	return run(ctx, stdin, bufio.NewReaderSize(stdout, 64<<10), p)
+}
+
+// run is Run on a buffered stdout; after a reply, br holds exactly what the
+// remote wrote after the reply's line (the proxied stream).
+func run(ctx context.Context, stdin io.Writer, br *bufio.Reader, p Params) (*Reply, error) {
 	line, err := p.line()
 	if err != nil {
 		return nil, err
@@ -315,7 +324,6 @@ func Run(ctx context.Context, stdin io.Writer, stdout io.Reader, p Params) (*Rep
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		br := bufio.NewReaderSize(stdout, 64<<10)
 		for {
 			l, err := readLine(br)
 			var f frame
@@ -336,14 +344,15 @@ func Run(ctx context.Context, stdin io.Writer, stdout io.Reader, p Params) (*Rep
 					return
 				}
 			}
-			if err != nil {
-				return
+			if err != nil || f.Reply != nil {
+				return // the final frame: br now belongs to the caller
 			}
 		}
 	}()
-	if _, err := stdin.Write(line); err != nil {
-		return nil, fmt.Errorf("send launch parameters: %w", err)
-	}
+	// A failed write means the remote side ended (a failing pre-command, a
+	// missing python): what it said on the way out is the better error, so
+	// keep reading until its EOF.
+	_, _ = stdin.Write(line)
 	preOK := strings.TrimSpace(p.Pre) == ""
 	for {
 		var res result
@@ -372,11 +381,8 @@ func Run(ctx context.Context, stdin io.Writer, stdout io.Reader, p Params) (*Rep
 		case "pre_ok":
 			preOK = true
 		case "upload":
-			if _, err := fmt.Fprintf(stdin, "%d\n", len(Script)); err != nil {
-				return nil, fmt.Errorf("upload the launcher: %w", err)
-			}
-			if _, err := stdin.Write(Script); err != nil {
-				return nil, fmt.Errorf("upload the launcher: %w", err)
+			if _, err := fmt.Fprintf(stdin, "%d\n", len(Script)); err == nil {
+				_, _ = stdin.Write(Script) // on failure, the remote's EOF says why
 			}
 		default:
 			return nil, &ProtocolError{Line: res.f.Op, Err: errors.New("unknown request")}
