@@ -119,8 +119,8 @@ func (b opensshBackend) lookup(parent context.Context, host, user string, port i
 			if msg == "" {
 				msg = "no message"
 			}
-			return nil, fmt.Errorf("%s -G %s failed (exit %d): %q; fix %s (try: ssh%s -G %s)",
-				b.ssh, host, ee.ExitCode(), msg, b.configDesc(), b.fFlag(), host)
+			return nil, fmt.Errorf("%s -G %s failed (exit %d): %q; fix %s (try: ssh %s)",
+				b.ssh, host, ee.ExitCode(), msg, b.configDesc(), strings.Join(args, " "))
 		}
 		return nil, fmt.Errorf("run %s -G %s: %w; install OpenSSH's ssh or set GOPYK_SSH_CONFIG_BACKEND=builtin", b.ssh, host, err)
 	}
@@ -136,13 +136,6 @@ func (b opensshBackend) configDesc() string {
 		return "the ssh config file " + b.configFile
 	}
 	return "your ssh config (~/.ssh/config, /etc/ssh/ssh_config)"
-}
-
-func (b opensshBackend) fFlag() string {
-	if b.configFile != "" {
-		return " -F " + b.configFile
-	}
-	return ""
 }
 
 // firstLine is ssh's first meaningful stderr line; the pseudo-terminal note

@@ -210,3 +210,19 @@ func writeFile(t *testing.T, name, content string) {
 		t.Fatal(err)
 	}
 }
+
+func TestResolveBuiltinPublic(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config")
+	writeFile(t, cfg, "Host t\n  HostName t.example\n  ProxyJump j:2201\n  IdentityFile /keys/%h\n")
+	route, err := Resolve(context.Background(), "t", Options{ConfigFile: cfg, Backend: "builtin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(route) != 2 || route[0].HostName != "j" || route[0].Port != 2201 ||
+		route[1].IdentityFiles[0] != "/keys/t.example" || route[1].ProxyJump != "j:2201" {
+		t.Fatalf("route: %s", routeString(route))
+	}
+	if _, err := Resolve(context.Background(), "-oProxyCommand=x", Options{ConfigFile: cfg}); err == nil {
+		t.Fatal("an alias that looks like an option was accepted")
+	}
+}
