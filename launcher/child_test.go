@@ -291,6 +291,34 @@ func portLine(out string) string {
 	return ""
 }
 
+// When the Jupyter that started it (JPY_PARENT_PID) is gone, gopyk-kernel
+// shuts the kernel down, as ipykernel exits, instead of holding it forever.
+func TestParentGoneShutsDown(t *testing.T) {
+	t.Parallel()
+	parent := exec.Command("sleep", "60")
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { parent.Wait(); close(waited) }()
+	t.Cleanup(func() { parent.Process.Kill(); <-waited })
+	c := startChild(t, childOpts{rt: t.TempDir(), env: []string{parentEnv + "=" + strconv.Itoa(parent.Process.Pid)}}, "-k", "remote")
+	c.waitErr("kernel ready")
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-waited
+	if code := c.wait(); code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+	if got := strings.Join(c.calls(), " "); got != "launch shutdown" {
+		t.Errorf("calls %q", got)
+	}
+	if !strings.Contains(c.stderr.String(), parentEnv+") is gone") {
+		t.Errorf("stderr:\n%s", c.stderr.String())
+	}
+}
+
 // stdin that is not a terminal is never read: end of file there is not Ctrl+D.
 func TestStdinNotATerminal(t *testing.T) {
 	t.Parallel()

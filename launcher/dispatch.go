@@ -68,7 +68,7 @@ func (d *dispatcher) fromMenu(r request) bool {
 }
 
 // loop runs until stop is closed.
-func (d *dispatcher) loop(stop <-chan struct{}, sigs <-chan os.Signal) {
+func (d *dispatcher) loop(stop <-chan struct{}, sigs <-chan os.Signal, parentGone <-chan struct{}) {
 	defer close(d.stop)
 	ctxDone := d.ctx.Done()
 	for {
@@ -82,6 +82,9 @@ func (d *dispatcher) loop(stop <-chan struct{}, sigs <-chan os.Signal) {
 		case <-ctxDone:
 			ctxDone = nil
 			r = request{act: actShutdown, why: "context cancelled"}
+		case <-parentGone:
+			parentGone = nil
+			r = request{act: actShutdown, why: "the Jupyter process that started gopyk-kernel (" + parentEnv + ") is gone"}
 		}
 		if r.act == actInterrupt && d.abortOnInterrupt && !d.ready.Load() {
 			r.act = actShutdown

@@ -38,6 +38,9 @@ type deps struct {
 	// signals delivers the signals of signalTable until stop is called.
 	signals func() (c <-chan os.Signal, stop func())
 	isTTY   func(f *os.File) bool
+	// parentGone is closed when the Jupyter that started us is gone (nil:
+	// never); it stops watching when stop is closed.
+	parentGone func(stop <-chan struct{}) <-chan struct{}
 }
 
 func productionDeps() deps {
@@ -50,7 +53,8 @@ func productionDeps() deps {
 			signal.Notify(c, handledSignals()...)
 			return c, func() { signal.Stop(c) }
 		},
-		isTTY: func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) },
+		isTTY:      func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) },
+		parentGone: productionWatchParent,
 	}
 }
 

@@ -61,10 +61,14 @@ func run(ctx context.Context, o options, stdin *os.File, stderr io.Writer, d dep
 	stop := make(chan struct{})
 	l.disp = newDispatcher(ctx, l.log)
 	l.disp.abortOnInterrupt = l.tty
+	var parentGone <-chan struct{}
+	if d.parentGone != nil {
+		parentGone = d.parentGone(stop)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.disp.loop(stop, sigs)
+		l.disp.loop(stop, sigs, parentGone)
 	}()
 	stopMenu := func() {}
 	defer func() {
