@@ -143,6 +143,10 @@ func homeDir() string { return resolve(expandHome()) }
 
 // expandHome is Python's os.path.expanduser("~") on POSIX.
 func expandHome() string {
+	if runtime.GOOS == "windows" {
+		h, _ := os.UserHomeDir() // %USERPROFILE%, as Python's expanduser there
+		return h
+	}
 	h, ok := os.LookupEnv("HOME")
 	if !ok {
 		if u, err := user.Current(); err == nil {

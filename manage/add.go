@@ -14,11 +14,11 @@ import (
 
 func (a *App) addCommand() *cli.Command {
 	flags := append([]cli.Flag{
-		&cli.StringFlag{Name: flagKernelName, Usage: "name of the new kernel spec (default: ssh_<alias>_<remote kernel>)"},
-	}, fieldFlags()...)
+		&cli.StringFlag{Name: flagKernelName, Usage: "`NAME` of the new kernel spec (default: ssh_<alias>_<remote kernel>)"},
+	}, fieldFlags(true)...)
 	flags = append(flags,
 		&cli.BoolFlag{Name: "replace", Usage: "overwrite a kernel spec of the same name"},
-		&cli.BoolFlag{Name: "user", Usage: "install for the current user (default): " + "$JUPYTER_DATA_DIR/kernels"},
+		&cli.BoolFlag{Name: "user", Usage: "install for the current user, in $JUPYTER_DATA_DIR/kernels (default)"},
 		&cli.StringFlag{Name: "prefix", Usage: "install into `DIR`/share/jupyter/kernels"},
 		&cli.BoolFlag{Name: "sys-prefix", Usage: "install into the environment's prefix ($" + kernelspec.SysPrefixEnv + ", default /usr)"},
 	)

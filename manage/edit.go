@@ -15,7 +15,7 @@ func (a *App) editCommand() *cli.Command {
 	flags := append([]cli.Flag{
 		&cli.StringFlag{Name: flagKernelName, Usage: "`NAME` of the kernel spec to change", Required: true},
 		&cli.StringSliceFlag{Name: "unset", Usage: "remove an optional `FIELD` (" + unsettableList + "); repeatable"},
-	}, fieldFlags()...)
+	}, fieldFlags(false)...)
 	return &cli.Command{
 		Name:      "edit",
 		Usage:     "change fields of a kernel spec written by gopyk; everything else is kept",
@@ -43,7 +43,7 @@ func (a *App) runEdit(_ context.Context, cmd *cli.Command) error {
 		unset = append(unset, key)
 	}
 	changes := len(unset)
-	for _, f := range fieldFlags() {
+	for _, f := range fieldFlags(false) {
 		if cmd.IsSet(f.Names()[0]) {
 			changes++
 		}

@@ -27,18 +27,26 @@ const (
 	flagTransport    = "transport"
 )
 
-func fieldFlags() []cli.Flag {
+// fieldFlags are the flags; add shows its defaults, edit has none (an edit
+// changes only what is given).
+func fieldFlags(withDefaults bool) []cli.Flag {
+	def := func(d string) string {
+		if !withDefaults {
+			return ""
+		}
+		return " (default: " + d + ")"
+	}
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagDisplayName, Usage: "name shown in Jupyter's kernel picker"},
-		&cli.StringFlag{Name: flagLanguage, Usage: "language of the kernel (default: python)"},
+		&cli.StringFlag{Name: flagDisplayName, Usage: "`NAME` shown in Jupyter's kernel picker" + def("<remote kernel> (<alias>)")},
+		&cli.StringFlag{Name: flagLanguage, Usage: "`LANGUAGE` of the kernel" + def("python")},
 		&cli.StringFlag{Name: flagAlias, Usage: "`HOST` alias from your ssh config (or a plain host name)"},
 		&cli.StringFlag{Name: flagSSHConfig, Usage: "ssh config `FILE` to use instead of ~/.ssh/config (ssh -F)"},
-		&cli.StringFlag{Name: flagRemotePython, Usage: "`PATH` of python on the remote (default: python3 on the remote PATH, after --remote-pre)"},
-		&cli.StringFlag{Name: flagRemoteKernel, Usage: "kernel spec `NAME` on the remote (default: python3)"},
+		&cli.StringFlag{Name: flagRemotePython, Usage: "`PATH` of python on the remote" + def("python3 on the remote PATH, after --remote-pre")},
+		&cli.StringFlag{Name: flagRemoteKernel, Usage: "kernel spec `NAME` on the remote" + def("python3")},
 		&cli.StringFlag{Name: flagRemotePre, Usage: "shell `COMMANDS` run on the remote before the kernel, e.g. 'module load python'"},
-		&cli.IntFlag{Name: flagLaunchTO, Usage: "`SECONDS` to wait for the remote kernel to start (default: 60)"},
-		&cli.IntFlag{Name: flagShutdownTO, Usage: "`SECONDS` to wait for a clean shutdown before killing the kernel (default: 10)"},
-		&cli.StringFlag{Name: flagTransport, Usage: "remote kernel sockets: ipc (unix sockets, default) or tcp"},
+		&cli.IntFlag{Name: flagLaunchTO, HideDefault: true, Usage: "`SECONDS` to wait for the remote kernel to start" + def(fmt.Sprint(kernelspec.DefaultLaunchTimeout))},
+		&cli.IntFlag{Name: flagShutdownTO, HideDefault: true, Usage: "`SECONDS` to wait for a clean shutdown before the kernel is killed" + def(fmt.Sprint(kernelspec.DefaultShutdownTimeout))},
+		&cli.StringFlag{Name: flagTransport, Usage: "`MODE` of the remote kernel's sockets: ipc (unix sockets) or tcp (127.0.0.1)" + def("ipc")},
 	}
 }
 

@@ -5,14 +5,12 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
 
 	"github.com/gopyk/gopyk/manage"
 )
 
+// No signal handling: every command is short, and kernel.json is replaced
+// atomically, so Ctrl+C (also at the delete prompt) can simply end the process.
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := manage.Main(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	os.Exit(manage.Main(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
