@@ -94,6 +94,10 @@ func (b *builtinBackend) readFile(st *evalState, path string, userConf, checkPer
 	if depth > maxIncludeDepth {
 		return fmt.Errorf("%s: Include nested deeper than %d (a loop?); fix the Include lines", path, maxIncludeDepth)
 	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		// A device or FIFO would block or never end.
+		return fmt.Errorf("ssh config %s is not a regular file; fix the Include or -F path", path)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

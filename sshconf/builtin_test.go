@@ -108,6 +108,8 @@ func TestBuiltinLoudErrors(t *testing.T) {
 			[]string{"config:1: invalid quotes"}},
 		{"include loop", map[string]string{"config": "Include @HOME@/config\n"},
 			[]string{"Include nested deeper than 16"}},
+		{"device", map[string]string{"config": "Include /dev/zero\n"},
+			[]string{"/dev/zero is not a regular file"}},
 		{"bad jump", map[string]string{"config": "ProxyJump a,,b\n"},
 			[]string{"config:1: ProxyJump \"a,,b\": empty hop"}},
 	} {
@@ -152,4 +154,30 @@ func TestBuiltinSystemFileAfterUserFile(t *testing.T) {
 	if s := route.Target(); s.Port != 2 || s.User != "sys" {
 		t.Fatalf("port %d user %q: want the user file's port and the system file's user", s.Port, s.User)
 	}
+}
+
+// FuzzBuiltinConfig feeds arbitrary config text to the built-in reader: it
+// may refuse it, but must never panic (kevinburke/ssh_config re-panics its
+// runtime errors) nor hang.
+func FuzzBuiltinConfig(f *testing.F) {
+	for _, s := range []string{
+		"Host x\n  Port 2\n", "Match host x\n User u\n", "Host *\n\tHostName %h.ex\nInclude none\n",
+		"Port=\"22\"\nProxyJump a,b\nIdentityFile ~/.ssh/%r\n", "Host \"a b\" !c\n  User 'q'\n",
+	} {
+		f.Add(s, "x")
+	}
+	home := f.TempDir()
+	f.Fuzz(func(t *testing.T, cfg, alias string) {
+		if checkHost(alias) != nil {
+			return
+		}
+		path := filepath.Join(home, "config")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		local := localEnv{home: home, user: "me", uid: "1000", hostname: "box",
+			lookupEnv: func(string) (string, bool) { return "", false }}
+		b := &builtinBackend{configFile: path, systemFile: filepath.Join(home, "nosystem"), local: local}
+		_, _ = (&resolver{be: b, local: local}).resolve(context.Background(), alias)
+	})
 }
