@@ -45,7 +45,31 @@ func newBedAt(t *testing.T, home string) *bed {
 		"JUPYTER_CONFIG_DIR=" + filepath.Join(home, "config"),
 		"GOPYK_TEST_BASE=base",
 	}
+	// Whatever a test leaves running with this HOME (a supervisor, a kernel
+	// of a launch that never replied) is killed by PID at the end.
+	t.Cleanup(func() {
+		for _, pid := range pidsWithEnv("HOME=" + home) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	return &bed{t: t, home: home, env: env}
+}
+
+// pidsWithEnv lists the live processes whose environment holds entry.
+func pidsWithEnv(entry string) []int {
+	var pids []int
+	files, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(append([]byte{0}, data...), []byte("\x00"+entry+"\x00")) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err == nil && pid != os.Getpid() && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func (b *bed) params(p Params) Params {

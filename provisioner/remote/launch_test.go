@@ -138,6 +138,9 @@ func TestLaunchIPC(t *testing.T) {
 	if _, ok := <-lease.Events(); ok || !errors.Is(lease.Err(), ErrLeaseClosed) {
 		t.Errorf("lease not closed after shutdown: %v", lease.Err())
 	}
+	if left := pidsWithEnv("HOME=" + b.home); len(left) > 0 {
+		t.Errorf("processes left after shutdown: %v", left)
+	}
 }
 
 // tcp transport, with a HOME so long that unix sockets could not live under it.
@@ -238,6 +241,9 @@ func TestGraceAndPersistence(t *testing.T) {
 	waitGone(t, 5*time.Second, pr.KernelPID, pr.SupervisorPID)
 	if exists(pr.RunDir) {
 		t.Error("persistent run dir left behind")
+	}
+	if left := pidsWithEnv("HOME=" + b.home); len(left) > 0 {
+		t.Errorf("processes left: %v", left)
 	}
 }
 
