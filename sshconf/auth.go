@@ -421,6 +421,8 @@ func decrypter(path string, raw []byte, p *prompter) func() (ssh.Signer, error) 
 	)
 	return func() (ssh.Signer, error) {
 		once.Do(func() {
+			// Key derivation (bcrypt) is slow by design: not the server's fault.
+			defer p.hold()()
 			for range 3 {
 				var pass string
 				pass, err = p.secret(fmt.Sprintf("Enter passphrase for key '%s': ", dialTilde(path)))

@@ -19,6 +19,28 @@ type prompter struct {
 	resume      func()
 	// answer replaces the terminal in tests.
 	answer func(question string, echo bool) (string, error)
+
+	holdMu sync.Mutex
+	holds  int
+}
+
+// hold stops the handshake deadline until the returned func is called;
+// holds nest (a passphrase prompt inside a key decryption).
+func (p *prompter) hold() (release func()) {
+	p.holdMu.Lock()
+	p.holds++
+	if p.holds == 1 && p.pause != nil {
+		p.pause()
+	}
+	p.holdMu.Unlock()
+	return func() {
+		p.holdMu.Lock()
+		p.holds--
+		if p.holds == 0 && p.resume != nil {
+			p.resume()
+		}
+		p.holdMu.Unlock()
+	}
 }
 
 var errNoTTY = errors.New("no terminal to ask on")
@@ -29,6 +51,7 @@ func (p *prompter) ask(question string, echo bool) (string, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.hold()()
 	if p.answer != nil {
 		return p.answer(question, echo)
 	}
@@ -39,12 +62,6 @@ func (p *prompter) ask(question string, echo bool) (string, error) {
 	defer in.Close()
 	if out != in {
 		defer out.Close()
-	}
-	if p.pause != nil {
-		p.pause()
-	}
-	if p.resume != nil {
-		defer p.resume()
 	}
 	fmt.Fprint(out, question)
 	if !echo {
