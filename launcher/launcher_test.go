@@ -315,6 +315,34 @@ func TestPersistentRestartRewrites(t *testing.T) {
 	}
 }
 
+// A persistence file left by an earlier kernel of the same Jupyter id is
+// not overwritten: that kernel may still run.
+func TestPersistenceFileNotClobbered(t *testing.T) {
+	rt := t.TempDir()
+	cf := filepath.Join(rt, "kernel-5e5e.json")
+	ci, err := newConnInfo("remote")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wire.WriteConnInfo(cf, ci); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(rt, "gopyk-kernel-5e5e.json")
+	writePersisted(t, old, nil)
+	before, _ := os.ReadFile(old)
+	f := newFake(nil)
+	r := startRun(t, rt, f, "-k", "remote", "-c", cf, "-p")
+	r.ready()
+	if after, _ := os.ReadFile(old); string(after) != string(before) {
+		t.Error("the earlier kernel's persistence file was overwritten")
+	}
+	if ms, _ := filepath.Glob(filepath.Join(rt, "gopyk-kernel-*.json")); len(ms) != 2 {
+		t.Errorf("persistence files %v, want the old one and a new one", ms)
+	}
+	r.sigs <- syscall.SIGUSR2
+	r.wait()
+}
+
 // --leave launches persistent, records how to re-attach and exits 0.
 func TestLeaveFlag(t *testing.T) {
 	for _, flag := range []string{"--leave", "-l"} {

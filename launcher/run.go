@@ -132,11 +132,7 @@ func (l *launcher) start() error {
 	}
 	if prev == nil {
 		l.persistent = l.o.persistent || l.o.persistFile != "" || l.o.leave
-		if l.o.persistFile != "" {
-			l.persistPath = l.o.persistFile
-		} else if l.persistent {
-			l.persistPath = persistPath(l.runtimeDir, id)
-		}
+		l.persistPath = l.choosePersistPath(id)
 	}
 	if prev != nil && l.o.connFile == "" {
 		l.conn = reuseConnFile(*prev, l.runtimeDir, id, specName)
@@ -223,6 +219,30 @@ func reuseConnFile(p persisted, runtimeDir, id, specName string) connFile {
 	}
 	cf.info.KernelName = specName
 	return cf
+}
+
+// choosePersistPath picks the persistence file of a new kernel. A file
+// already there describes a kernel left running (a kernel that ended removed
+// its file), so the default name steps aside rather than lose track of it;
+// an explicit --persistent-file is the user's call, with a warning.
+func (l *launcher) choosePersistPath(id string) string {
+	if !l.persistent {
+		return ""
+	}
+	path := l.o.persistFile
+	if path == "" {
+		path = persistPath(l.runtimeDir, id)
+	}
+	old, err := loadPersisted(path)
+	switch {
+	case err == nil && l.o.persistFile != "":
+		l.log.Warn("overwriting a persistence file; the kernel it described can no longer be re-attached with it", "path", path, "host", old.Host, "kernel_pid", old.KernelPID)
+	case err == nil:
+		alt := persistPath(l.runtimeDir, newID())
+		l.log.Info("a persistence file for a kernel left running already has this name; using another", "kept", path, "new", alt)
+		return alt
+	}
+	return path
 }
 
 func (l *launcher) savePersisted() error {
