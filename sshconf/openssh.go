@@ -67,6 +67,26 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// errNotOpenSSH marks an ssh that does not speak OpenSSH's -G.
+var errNotOpenSSH = errors.New("this ssh is not OpenSSH's; install OpenSSH or set GOPYK_SSH_CONFIG_BACKEND=builtin")
+
+// autoBackend uses ssh -G and falls back to the built-in reader only when
+// the ssh on PATH turns out not to be OpenSSH; config errors stay errors.
+type autoBackend struct {
+	openssh opensshBackend
+	builtin backend
+}
+
+func (a autoBackend) name() string { return "openssh" }
+
+func (a autoBackend) lookup(ctx context.Context, host, user string, port int, jump string) (map[string][]string, error) {
+	m, err := a.openssh.lookup(ctx, host, user, port, jump)
+	if errors.Is(err, errNotOpenSSH) {
+		return a.builtin.lookup(ctx, host, user, port, jump)
+	}
+	return m, err
+}
+
 // opensshBackend asks the real ssh for its evaluated config, so Match,
 // Include, tokens and defaults behave exactly as they will for the user's ssh.
 type opensshBackend struct {
@@ -114,6 +134,11 @@ func (b opensshBackend) lookup(parent context.Context, host, user string, port i
 	}
 	if err != nil {
 		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() != 255 {
+			// OpenSSH exits 255 on every config error; anything else is a
+			// different ssh (dropbear, busybox) that has no -G.
+			return nil, fmt.Errorf("%s -G %s: exit %d (%s): %w", b.ssh, host, ee.ExitCode(), firstLine(stderr.String()), errNotOpenSSH)
+		}
 		if errors.As(err, &ee) {
 			msg := firstLine(stderr.String())
 			if msg == "" {
@@ -126,7 +151,7 @@ func (b opensshBackend) lookup(parent context.Context, host, user string, port i
 	}
 	m, err := ParseSSHG(stdout.Bytes())
 	if err != nil {
-		return nil, fmt.Errorf("%s -G %s: %w", b.ssh, host, err)
+		return nil, fmt.Errorf("%s -G %s: %v: %w", b.ssh, host, err, errNotOpenSSH)
 	}
 	return m, nil
 }

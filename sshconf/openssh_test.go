@@ -2,6 +2,7 @@ package sshconf
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -111,5 +112,26 @@ func TestFirstLine(t *testing.T) {
 	s := "Pseudo-terminal will not be allocated because stdin is not a terminal.\r\n\nc: line 2: Bad configuration option: x\nmore\n"
 	if got := firstLine(s); got != "c: line 2: Bad configuration option: x" {
 		t.Fatalf("firstLine = %q", got)
+	}
+}
+
+// An ssh without -G (dropbear, busybox) is not a config error: auto mode
+// falls back to the built-in reader, openssh mode says what to do.
+func TestOpenSSHNotOpenSSH(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "ssh")
+	writeFile(t, fake, "#!/bin/sh\necho \"ssh: illegal option -- G\" >&2\nexit 1\n")
+	if err := os.Chmod(fake, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config")
+	writeFile(t, cfg, "Host x\n  Port 2345\n")
+	route, err := Resolve(context.Background(), "x", Options{ConfigFile: cfg, SSHPath: fake})
+	if err != nil || route.Target().Port != 2345 {
+		t.Fatalf("auto with a non-OpenSSH ssh: %v", err)
+	}
+	_, err = Resolve(context.Background(), "x", Options{ConfigFile: cfg, SSHPath: fake, Backend: "openssh"})
+	if err == nil || !strings.Contains(err.Error(), "illegal option") || !strings.Contains(err.Error(), "GOPYK_SSH_CONFIG_BACKEND=builtin") {
+		t.Fatalf("openssh with a non-OpenSSH ssh: %v", err)
 	}
 }

@@ -96,7 +96,7 @@ func chooseBackend(opts Options, local localEnv) (backend, error) {
 	switch strings.ToLower(name) {
 	case "", "auto":
 		if p, err := exec.LookPath(sshName); err == nil {
-			return opensshBackend{ssh: p, configFile: opts.ConfigFile}, nil
+			return autoBackend{openssh: opensshBackend{ssh: p, configFile: opts.ConfigFile}, builtin: newBuiltin(opts.ConfigFile, local)}, nil
 		}
 		return newBuiltin(opts.ConfigFile, local), nil
 	case "openssh":
