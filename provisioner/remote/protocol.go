@@ -254,6 +254,9 @@ func parseFrame(line []byte) (f frame, ok bool, err error) {
 		return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: err}
 	}
 	if probe.Op != nil {
+		if *probe.Op == "" {
+			return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: errors.New("empty op")}
+		}
 		return frame{Op: *probe.Op}, true, nil
 	}
 	if probe.OK == nil {

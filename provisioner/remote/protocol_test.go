@@ -1,7 +1,10 @@
 package remote
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -195,5 +198,27 @@ func FuzzParseFrame(f *testing.F) {
 			t.Fatalf("multi-line error: %q", err)
 		}
 		_, _, _ = runOn(t, string(line), Params{Action: ActionList})
+	})
+}
+
+func FuzzControlResponse(f *testing.F) {
+	for _, s := range []string{
+		`{"ok":true,"kernel_pid":3,"channels":{"hb":"x"}}`,
+		`{"ok":false,"code":"busy","error":"the kernel is starting"}`,
+		`{"ok":true,"exit_code":null,"signal":15,"stderr_tail":"a\nb"}`,
+		`{"event":"kernel_exited","reason":"died","exit_code":1}`,
+		`{"ok":false}`, `not json`, ``,
+	} {
+		f.Add([]byte(s + "\n"))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, out := range []any{&Reply{}, &Exit{}, nil} {
+			err := readJSON(bufio.NewReader(bytes.NewReader(data)), out)
+			if err != nil && strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error: %q", err)
+			}
+		}
+		var ev Event
+		_ = json.Unmarshal(data, &ev)
 	})
 }
