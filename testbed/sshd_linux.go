@@ -464,6 +464,17 @@ func (s *SSHD) Freeze() int {
 	return len(pids)
 }
 
+// KillConns SIGKILLs every per-connection sshd, as a server crash or a
+// dropped link would end them; the listener keeps accepting (for reconnect
+// tests). Call it before Kill: once the listener is gone they can't be found.
+func (s *SSHD) KillConns() int {
+	pids := s.ConnPIDs()
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	return len(pids)
+}
+
 // Thaw SIGCONTs what Freeze stopped.
 func (s *SSHD) Thaw() {
 	for _, p := range s.ConnPIDs() {

@@ -43,12 +43,10 @@ func TestSSHDStopLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sessions []int
-	for deadline := time.Now().Add(5 * time.Second); len(sessions) == 0 && time.Now().Before(deadline); {
+	poll(t, "a tagged session process for the detached sleep", func() bool {
 		sessions = s.SessionPIDs()
-	}
-	if len(sessions) == 0 {
-		t.Fatal("no tagged session process found for the detached sleep")
-	}
+		return len(sessions) > 0
+	})
 	s.Stop()
 	if alive(pid) {
 		t.Fatalf("sshd pid %d still alive after Stop", pid)
@@ -99,13 +97,9 @@ func TestSSHDFreezeThaw(t *testing.T) {
 		_, err := s.Exec(ctx, "sleep 0.5; echo x")
 		done <- err
 	}()
-	var n int
-	for deadline := time.Now().Add(10 * time.Second); n == 0 && time.Now().Before(deadline); {
-		if len(s.SessionPIDs()) > 0 { // the session runs: the connection is set up
-			n = s.Freeze()
-		}
-	}
-	if n == 0 {
+	// Once the session runs, the connection is set up: freeze it.
+	poll(t, "a session to start", func() bool { return len(s.SessionPIDs()) > 0 })
+	if s.Freeze() == 0 {
 		t.Fatal("no per-connection sshd to freeze")
 	}
 	select {
@@ -116,6 +110,33 @@ func TestSSHDFreezeThaw(t *testing.T) {
 	s.Thaw()
 	if err := <-done; err != nil {
 		t.Fatalf("after thaw: %v", err)
+	}
+}
+
+func TestSSHDKillConns(t *testing.T) {
+	t.Parallel()
+	s := SSHDForTest(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Exec(ctx, "sleep 20")
+		done <- err
+	}()
+	poll(t, "a session to start", func() bool { return len(s.SessionPIDs()) > 0 })
+	if n := s.KillConns(); n == 0 {
+		t.Fatal("no connection to kill")
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("ssh succeeded although its connection was killed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ssh still running after KillConns")
+	}
+	if out, err := s.Exec(ctx, "echo back"); err != nil || strings.TrimSpace(string(out)) != "back" {
+		t.Fatalf("listener gone after KillConns: %q %v", out, err)
 	}
 }
 
@@ -140,5 +161,17 @@ func TestSSHDProxyJump(t *testing.T) {
 	// Nothing else logs in to the jump host: a login there proves the hop.
 	if !strings.Contains(string(log), "Accepted publickey for "+jump.User) {
 		t.Fatalf("jump host %d saw no login:\n%s", jump.Port, log)
+	}
+}
+
+// poll waits for cond, checking every 10ms, for at most 10s.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
