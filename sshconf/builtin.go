@@ -79,7 +79,7 @@ func (b *builtinBackend) lookup(ctx context.Context, host, user string, port int
 	return b.finish(st)
 }
 
-// block is one Host or Match line and the lines under it.
+// header is a Host or Match line: it opens the block of lines under it.
 type header struct {
 	line    int
 	keyword string // "host" or "match"
@@ -111,42 +111,9 @@ func (b *builtinBackend) readFile(st *evalState, path string, userConf, checkPer
 		}
 	}
 	lines := strings.Split(string(data), "\n")
-	// Host, Match and Include lines are evaluated here, so kevinburke sees
-	// neutral stand-ins on the same line numbers: a Host line per block and
-	// a comment per Include. Its own Match support (all/host only, whole-file
-	// parse errors otherwise) and its Include (relative to its own idea of
-	// home) then never come into play.
-	var headers []header
-	includes := map[int][]string{}
-	masked := make([]string, len(lines))
-	for i, l := range lines {
-		masked[i] = l
-		kw, rest := splitKeyword(l)
-		switch strings.ToLower(kw) {
-		case "host", "match", "include":
-		default:
-			continue
-		}
-		args, err := argvSplit(rest)
-		if err != nil {
-			return fmt.Errorf("%s:%d: %v", path, i+1, err)
-		}
-		if len(args) == 0 {
-			return fmt.Errorf("%s:%d: no argument after keyword %q", path, i+1, kw)
-		}
-		switch kw := strings.ToLower(kw); kw {
-		case "include":
-			includes[i+1] = args
-			masked[i] = "# gopyk-include"
-		default:
-			if kw == "match" {
-				if err := checkMatch(args); err != nil {
-					return fmt.Errorf("%s:%d: %w; %s", path, i+1, err, builtinFix)
-				}
-			}
-			headers = append(headers, header{line: i + 1, keyword: kw, args: args})
-			masked[i] = fmt.Sprintf("Host gopyk-block-%d", len(headers))
-		}
+	masked, headers, includes, err := maskDirectives(path, lines)
+	if err != nil {
+		return err
 	}
 	cfg, err := ssh_config.DecodeBytes([]byte(strings.Join(masked, "\n")))
 	if err != nil {
@@ -184,6 +151,47 @@ func (b *builtinBackend) readFile(st *evalState, path string, userConf, checkPer
 		}
 	}
 	return nil
+}
+
+// maskDirectives finds the Host, Match and Include lines, which are
+// evaluated here, and hands kevinburke neutral stand-ins on the same line
+// numbers: a Host line per block and a comment per Include. Its own Match
+// support (all/host only, whole-file parse errors otherwise) and its Include
+// (relative to its own idea of home) then never come into play. A Match this
+// reader cannot evaluate is the loud error.
+func maskDirectives(path string, lines []string) (masked []string, headers []header, includes map[int][]string, err error) {
+	includes = map[int][]string{}
+	masked = make([]string, len(lines))
+	for i, l := range lines {
+		masked[i] = l
+		kw, rest := splitKeyword(l)
+		switch strings.ToLower(kw) {
+		case "host", "match", "include":
+		default:
+			continue
+		}
+		args, err := argvSplit(rest)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s:%d: %v", path, i+1, err)
+		}
+		if len(args) == 0 {
+			return nil, nil, nil, fmt.Errorf("%s:%d: no argument after keyword %q", path, i+1, kw)
+		}
+		switch kw := strings.ToLower(kw); kw {
+		case "include":
+			includes[i+1] = args
+			masked[i] = "# gopyk-include"
+		default:
+			if kw == "match" {
+				if err := checkMatch(args); err != nil {
+					return nil, nil, nil, fmt.Errorf("%s:%d: %w; %s", path, i+1, err, builtinFix)
+				}
+			}
+			headers = append(headers, header{line: i + 1, keyword: kw, args: args})
+			masked[i] = fmt.Sprintf("Host gopyk-block-%d", len(headers))
+		}
+	}
+	return masked, headers, includes, nil
 }
 
 // checkMatch accepts the Match criteria the built-in reader evaluates
