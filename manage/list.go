@@ -115,7 +115,13 @@ func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck b
 				" not found; fix it with 'gopyk edit --kernel-name " + s.Name + " --ssh-config FILE' or '--unset ssh_config'"}
 		}
 	}
-	route, err := sshconf.Resolve(ctx, g.SSHHostAlias, sshconf.Options{ConfigFile: g.SSHConfig})
+	var route sshconf.Route
+	var err error
+	if sr.SSHConfig != nil && sr.SSHConfig.Status == StatusError {
+		err = fmt.Errorf("not resolved: the ssh config file %s is missing", g.SSHConfig)
+	} else {
+		route, err = sshconf.Resolve(ctx, g.SSHHostAlias, sshconf.Options{ConfigFile: g.SSHConfig})
+	}
 	if err != nil {
 		a.log.Warn("resolve ssh host alias", "kernel", s.Name, "alias", g.SSHHostAlias, "err", err)
 		sr.RouteError = &Check{Key: g.SSHHostAlias, Status: StatusError, Message: oneLine(err.Error())}
