@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // countingWriter counts what Run sends on stdin.
@@ -294,3 +296,6 @@ func TestKeyStaysSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// What the provisioner passes to Exec and ExecDialer.
+var _ Session = (*ssh.Session)(nil)

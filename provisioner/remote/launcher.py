@@ -493,9 +493,6 @@ class Supervisor(object):
 
     # -- connection file and channels
 
-    def ports(self):
-        return self.conn_info["ports"]
-
     def write_connection_file(self):
         ci = self.conn_info
         d = {"ip": ci["ip"], "transport": self.transport, "key": self.key,
