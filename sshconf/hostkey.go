@@ -290,6 +290,10 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 	if knownhosts.IsHostKeyChanged(err) {
 		return h.refuse(ErrHostKeyChanged, h.changedErr(err, fp), h.changedHint(err))
 	}
+	if _, isCert := key.(*ssh.Certificate); isCert && !knownhosts.IsHostUnknown(err) {
+		return h.refuse(ErrHostKeyUnknown, fmt.Errorf("host certificate %s of %s not trusted: %v", fp, h.displayName(), err),
+			"check the @cert-authority line for this host in known_hosts")
+	}
 	if !knownhosts.IsHostUnknown(err) && err != errUnknownHostKey {
 		return h.refuse(nil, fmt.Errorf("check host key: %w", err), "")
 	}

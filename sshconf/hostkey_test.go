@@ -203,3 +203,42 @@ func TestDialAskOnTerminal(t *testing.T) {
 		t.Fatalf("accepted key not recorded:\n%s", b)
 	}
 }
+
+// A host certificate signed by a CA that known_hosts trusts with
+// @cert-authority is accepted without any line for the host itself; a
+// certificate from another CA is not.
+func TestDialHostCertificate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "host_ca")
+	caPub, _ := newKey(t, ca, "")
+	s := testbed.SSHDForTest(t, testbed.Options{HostCA: ca})
+	kh := filepath.Join(dir, "known_hosts")
+	st := tbSettings(s)
+	st.UserKnownHostsFiles = []string{kh}
+	for _, pattern := range []string{"*", fmt.Sprintf("[127.0.0.1]:%d", s.Port)} {
+		os.WriteFile(kh, []byte("@cert-authority "+pattern+" "+string(ssh.MarshalAuthorizedKey(caPub))), 0o600)
+		mustDial(t, Route{st}).Close()
+	}
+
+	other, _ := newKey(t, filepath.Join(dir, "other_ca"), "")
+	os.WriteFile(kh, []byte("@cert-authority * "+string(ssh.MarshalAuthorizedKey(other))), 0o600)
+	de := dialErr(t, Route{st}, ErrHostKeyUnknown)
+	if !strings.Contains(de.Error(), "host certificate ED25519-CERT") {
+		t.Fatalf("message %q", de)
+	}
+}
+
+func TestDialRevokedHostKey(t *testing.T) {
+	t.Parallel()
+	s := testbed.SSHDForTest(t, testbed.Options{})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(kh, []byte(fmt.Sprintf("[127.0.0.1]:%d %s\n@revoked * %s\n", s.Port, s.HostKeyPub, s.HostKeyPub)), 0o600)
+	st := tbSettings(s)
+	st.UserKnownHostsFiles = []string{kh}
+	st.StrictHostKeyChecking = "no"
+	de := dialErr(t, Route{st}, ErrHostKeyRevoked)
+	if !strings.Contains(de.Error(), kh+":2") {
+		t.Fatalf("message %q", de)
+	}
+}

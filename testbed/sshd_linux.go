@@ -35,6 +35,10 @@ type Options struct {
 	Alias string
 	// ExtraConfig lines are appended to sshd_config (e.g. "TrustedUserCAKeys /x/ca.pub").
 	ExtraConfig []string
+	// HostCA, when set, is a CA private key file: the host key is certified
+	// by it (principal 127.0.0.1) and sshd presents the certificate, for
+	// @cert-authority tests.
+	HostCA string
 	// User overrides the login user. As root the default is $GOPYK_TEST_USER
 	// or "gpktest"; as a normal user it is that user (sshd cannot switch users then).
 	User string
@@ -114,6 +118,15 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	extra := opts.ExtraConfig
+	if opts.HostCA != "" {
+		line, err := s.certifyHostKey(ctx, opts.HostCA)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		extra = append([]string{line}, extra...)
+	}
 	// A free port can be taken between probing and sshd's bind: retry.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -124,7 +137,7 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		}
 		s.Port = port
 		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(port))
-		if err := s.writeConfigs(opts.ExtraConfig); err != nil {
+		if err := s.writeConfigs(extra); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -217,6 +230,20 @@ func (s *SSHD) writeKeys() error {
 		return fmt.Errorf("testbed: %w", err)
 	}
 	return os.Chmod(s.AuthorizedKeys, 0o644)
+}
+
+// certifyHostKey signs the host key with ssh-keygen -s and returns the
+// sshd_config line that presents the certificate.
+func (s *SSHD) certifyHostKey(ctx context.Context, ca string) (string, error) {
+	key := filepath.Join(s.Dir, "ssh_host_ed25519_key")
+	if err := os.WriteFile(key+".pub", []byte(s.HostKeyPub+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("testbed: %w", err)
+	}
+	out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-s", ca, "-h", "-I", "gopyk-testbed-host", "-n", s.Host, key+".pub").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("testbed: certify host key with %s: %w: %s", ca, err, strings.TrimSpace(string(out)))
+	}
+	return "HostCertificate " + key + "-cert.pub", nil
 }
 
 // WritePrivateKey writes key in OpenSSH format, 0600, unencrypted.
