@@ -63,16 +63,18 @@ func (b *builtinBackend) lookup(ctx context.Context, host, user string, port int
 		st.opts["proxyjump"] = []string{jump}
 		st.jumpSet = true
 	}
-	if b.configFile != "" {
-		if err := b.readFile(st, b.configFile, true, false, true, 0); err != nil {
-			return nil, err
-		}
-	} else {
+	switch b.configFile {
+	case "none": // ssh -F none: no file at all, only the defaults
+	case "":
 		userFile := filepath.Join(b.local.home, ".ssh", "config")
 		if err := b.readFile(st, userFile, true, true, true, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 		if err := b.readFile(st, b.systemFile, false, false, true, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	default:
+		if err := b.readFile(st, b.configFile, true, false, true, 0); err != nil {
 			return nil, err
 		}
 	}

@@ -65,7 +65,8 @@ type resolver struct {
 }
 
 func newResolver(opts Options) (*resolver, error) {
-	if opts.ConfigFile != "" {
+	// "-F none" is ssh's way to read no config file at all.
+	if opts.ConfigFile != "" && opts.ConfigFile != "none" {
 		if _, err := os.Stat(opts.ConfigFile); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("ssh config file %s not found; fix the path with gopyk edit --ssh-config or --unset ssh_config", opts.ConfigFile)

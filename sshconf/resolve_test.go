@@ -226,3 +226,22 @@ func TestResolveBuiltinPublic(t *testing.T) {
 		t.Fatal("an alias that looks like an option was accepted")
 	}
 }
+
+// "-F none" reads no file at all; both backends then give OpenSSH's defaults.
+func TestResolveConfigNone(t *testing.T) {
+	ctx := context.Background()
+	want, err := Resolve(ctx, "Some.Host", Options{ConfigFile: "none", Backend: "openssh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Resolve(ctx, "Some.Host", Options{ConfigFile: "none", Backend: "builtin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diffRoutes(want, got); d != "" {
+		t.Fatalf("defaults differ:\n%s", d)
+	}
+	if s := got.Target(); s.HostName != "some.host" || s.Port != 22 || len(s.IdentityFiles) != 7 {
+		t.Fatalf("defaults: %+v", *s)
+	}
+}
