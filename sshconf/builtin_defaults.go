@@ -117,15 +117,16 @@ func (b *builtinBackend) finish(st *evalState) (map[string][]string, error) {
 	}
 	// ssh -G prints these expanded (ssh.c expands them before dumping).
 	var ukh []string
-	for _, f := range fileList(first("userknownhostsfile")) {
+	for _, f := range strings.Fields(first("userknownhostsfile")) {
+		if strings.EqualFold(f, "none") {
+			ukh = append(ukh, f)
+			continue
+		}
 		p, err := b.local.expandPath(f, t)
 		if err != nil {
 			return nil, fmt.Errorf("host %s: UserKnownHostsFile %w", st.hostArg, err)
 		}
 		ukh = append(ukh, p)
-	}
-	if len(ukh) == 0 {
-		ukh = []string{"none"}
 	}
 	o["userknownhostsfile"] = []string{strings.Join(ukh, " ")}
 	if ia := first("identityagent"); ia != "" && ia != "none" && ia != "SSH_AUTH_SOCK" && !(strings.HasPrefix(ia, "$") && !strings.HasPrefix(ia, "${")) {

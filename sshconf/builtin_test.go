@@ -181,3 +181,17 @@ func FuzzBuiltinConfig(f *testing.F) {
 		_, _ = (&resolver{be: b, local: local}).resolve(context.Background(), alias)
 	})
 }
+
+// "none" known-hosts files stay visible as "none" (Dial reads an empty
+// list as "use the defaults"); "IdentityFile none" is no file at all.
+func TestBuiltinNoneValues(t *testing.T) {
+	route, err := builtinFor(t, map[string]string{"config": "UserKnownHostsFile none\nGlobalKnownHostsFile none\nIdentityFile none\n"}, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := route.Target()
+	if !reflect.DeepEqual(s.UserKnownHostsFiles, []string{"none"}) || !reflect.DeepEqual(s.GlobalKnownHostsFiles, []string{"none"}) ||
+		len(s.IdentityFiles) != 0 {
+		t.Fatalf("user %q global %q identities %q", s.UserKnownHostsFiles, s.GlobalKnownHostsFiles, s.IdentityFiles)
+	}
+}

@@ -215,10 +215,11 @@ func parseSSHTime(s string) (time.Duration, error) {
 	return total, nil
 }
 
-// fileList splits a known-hosts setting; "none" means no file at all.
+// fileList splits a known-hosts setting. "none" (no file at all) stays as
+// the one element "none", so it cannot be mistaken for "unset".
 func fileList(v string) []string {
 	if strings.EqualFold(v, "none") {
-		return nil
+		return []string{"none"}
 	}
 	return strings.Fields(v)
 }
