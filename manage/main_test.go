@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -40,6 +41,9 @@ func TestScripts(t *testing.T) {
 			env.Setenv("GOPYK_SYS_PREFIX", filepath.Join(work, "sysprefix"))
 			env.Setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 			env.Setenv("NO_COLOR", "")
+			// Under -race each gopyk process would sleep 1 s at exit
+			// waiting for late race reports; the exit status still reports races.
+			env.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 			// A fake install: gopyk with gopyk-kernel beside it.
 			bin := filepath.Join(work, "bin")
 			if err := os.MkdirAll(bin, 0o755); err != nil {
