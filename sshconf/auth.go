@@ -386,8 +386,12 @@ func (a *authPlan) loadIdentity(path string, interactive bool, p *prompter) *aut
 		if id.pub == nil {
 			id.pub = missing.PublicKey
 		}
-		if !interactive {
-			id.note = fmt.Sprintf("%s is encrypted and there is no terminal to ask for its passphrase (ssh-add it to your agent)", dialTilde(path))
+		if !interactive && p.askpass == "" {
+			why := "there is no terminal or SSH_ASKPASS to ask for its passphrase"
+			if p.batch {
+				why = "BatchMode forbids asking for its passphrase"
+			}
+			id.note = fmt.Sprintf("%s is encrypted and %s (ssh-add it to your agent)", dialTilde(path), why)
 			break
 		}
 		id.load = decrypter(path, raw, p)

@@ -2,10 +2,14 @@ package sshconf
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/term"
 )
@@ -14,6 +18,8 @@ import (
 // pauses the handshake deadline while a human is typing.
 type prompter struct {
 	interactive bool
+	askpass     string     // SSH_ASKPASS program, used for passphrases when there is no terminal
+	batch       bool       // BatchMode: the reason nothing may be asked
 	mu          sync.Mutex // one question at a time
 	pause       func()
 	resume      func()
@@ -46,7 +52,7 @@ func (p *prompter) hold() (release func()) {
 var errNoTTY = errors.New("no terminal to ask on")
 
 func (p *prompter) ask(question string, echo bool) (string, error) {
-	if p == nil || !p.interactive {
+	if p == nil || !p.interactive && p.askpass == "" {
 		return "", errNoTTY
 	}
 	p.mu.Lock()
@@ -54,6 +60,9 @@ func (p *prompter) ask(question string, echo bool) (string, error) {
 	defer p.hold()()
 	if p.answer != nil {
 		return p.answer(question, echo)
+	}
+	if !p.interactive {
+		return runAskpass(p.askpass, question)
 	}
 	in, out, err := openTTY()
 	if err != nil {
@@ -90,4 +99,37 @@ func (p *prompter) confirm(question string) bool {
 		question = "Please type 'yes' or 'no': "
 	}
 	return false
+}
+
+// askpassProgram decides, as OpenSSH's readpass.c does, whether to ask
+// through $SSH_ASKPASS: always with SSH_ASKPASS_REQUIRE=force, and without
+// a terminal when a display is there unless SSH_ASKPASS_REQUIRE=never.
+func askpassProgram(interactive bool) string {
+	prog := os.Getenv("SSH_ASKPASS")
+	if prog == "" {
+		return ""
+	}
+	switch os.Getenv("SSH_ASKPASS_REQUIRE") {
+	case "force":
+		return prog
+	case "never":
+		return ""
+	}
+	if !interactive && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
+		return prog
+	}
+	return ""
+}
+
+func runAskpass(prog, question string) (string, error) {
+	// A human answers: generous, but bounded.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prog, question)
+	cmd.Env = append(os.Environ(), "SSH_ASKPASS_PROMPT=")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("SSH_ASKPASS %s: %w", prog, err)
+	}
+	return strings.TrimRight(string(out), "\r\n"), nil
 }

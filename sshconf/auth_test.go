@@ -28,7 +28,7 @@ func TestDialEncryptedKeyThroughAgent(t *testing.T) {
 
 	// No agent and no terminal: the key is skipped and the error says why.
 	de := dialErr(t, Route{st}, ErrAuth)
-	if !strings.Contains(de.Error(), "id_enc is encrypted and there is no terminal") {
+	if !strings.Contains(de.Error(), "id_enc is encrypted and BatchMode forbids asking") {
 		t.Fatalf("message %q", de)
 	}
 
@@ -172,6 +172,7 @@ func TestDialPassphrasePromptIsLazy(t *testing.T) {
 
 	// The encrypted key is not authorized: no prompt, the next key logs in.
 	st := tbSettings(s)
+	st.BatchMode = false
 	st.IdentityFiles = []string{enc, s.ClientKey}
 	c, err := Dial(testCtx(t), Route{st}, opts)
 	if err != nil {
@@ -192,5 +193,27 @@ func TestDialPassphrasePromptIsLazy(t *testing.T) {
 	defer c.Close()
 	if len(asked) != 2 || !strings.Contains(asked[0], "Enter passphrase for key '"+enc+"'") {
 		t.Fatalf("prompts %q", asked)
+	}
+}
+
+// Without a terminal, SSH_ASKPASS (forced) unlocks an encrypted key, as in ssh.
+func TestDialAskpass(t *testing.T) {
+	s := testbed.SSHDForTest(t, testbed.Options{})
+	dir := t.TempDir()
+	enc := filepath.Join(dir, "id_enc")
+	pub, _ := newKey(t, enc, "from askpass")
+	authorize(t, s, pub)
+	askpass := filepath.Join(dir, "askpass")
+	os.WriteFile(askpass, []byte("#!/bin/sh\necho \"$1\" > \"$0.asked\"\necho 'from askpass'\n"), 0o755)
+	t.Setenv("SSH_ASKPASS", askpass)
+	t.Setenv("SSH_ASKPASS_REQUIRE", "force")
+	st := tbSettings(s)
+	st.IdentityFiles = []string{enc}
+	st.BatchMode = false
+	c := mustDial(t, Route{st})
+	run(t, c, "true")
+	asked, _ := os.ReadFile(askpass + ".asked")
+	if !strings.Contains(string(asked), "Enter passphrase for key '"+enc+"'") {
+		t.Fatalf("askpass was asked %q", asked)
 	}
 }

@@ -277,13 +277,18 @@ func handshake(ctx context.Context, s *Settings, h *hop, addr string, timeout ti
 	fail := func(kind, err error, hint string) error {
 		return &DialError{Kind: kind, Err: err, Hint: hint}
 	}
-	p := &prompter{interactive: opts.Interactive, answer: opts.answer}
-	hk, err := newHostKeyChecker(s, opts.Interactive, p)
+	// BatchMode forbids every question, as in ssh.
+	interactive := opts.Interactive && !s.BatchMode
+	p := &prompter{interactive: interactive, batch: s.BatchMode, answer: opts.answer}
+	if !s.BatchMode {
+		p.askpass = askpassProgram(opts.Interactive)
+	}
+	hk, err := newHostKeyChecker(s, interactive, p)
 	if err != nil {
 		return nil, fail(nil, err, "fix or move that known_hosts file")
 	}
 	defer hk.close()
-	au := buildAuth(s, opts.Interactive, p)
+	au := buildAuth(s, interactive, p)
 	defer au.close()
 
 	var timedOut atomic.Bool

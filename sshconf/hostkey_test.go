@@ -187,6 +187,7 @@ func TestDialAskOnTerminal(t *testing.T) {
 	st := tbSettings(s)
 	st.UserKnownHostsFiles = []string{kh}
 	st.StrictHostKeyChecking = "ask"
+	st.BatchMode = false
 	var asked string
 	c, err := Dial(testCtx(t), Route{st}, DialOptions{Interactive: true, answer: func(q string, echo bool) (string, error) {
 		asked = q
