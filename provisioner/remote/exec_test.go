@@ -204,19 +204,36 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// The script must stay valid Python 3.6 (the oldest remote we support).
-func TestScriptPython36(t *testing.T) {
+// The script must stay valid Python 3.6 (the oldest remote we support) and
+// run on every newer one.
+func TestPythons36To313(t *testing.T) {
 	t.Parallel()
 	check := exec.Command(testPython, "-c", "import ast,sys; ast.parse(sys.stdin.read(), feature_version=(3,6))")
 	check.Stdin = bytes.NewReader(Script)
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("not Python 3.6 syntax: %v\n%s", err, out)
 	}
+	// Every other python 3 found here runs the launcher (and caches its bytecode).
+	b := newBed(t)
+	others, _ := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".pyenv/versions/3.*/bin/python3.[0-9]"))
+	more, _ := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".pyenv/versions/3.*/bin/python3.[0-9][0-9]"))
+	others = append(others, more...)
+	t.Logf("other pythons: %v", others)
+	for _, py := range others {
+		for i := 0; i < 2; i++ {
+			if r, _, err := b.runRaw("/bin/sh", Params{Action: ActionList, Python: py}); err != nil || !r.OK {
+				t.Errorf("%s: %+v %v", py, r, err)
+			}
+		}
+	}
+	pycs, _ := filepath.Glob(filepath.Join(b.home, ".gopyk", "__pycache__", "*.pyc"))
+	if len(pycs) < 1 {
+		t.Errorf("no cached bytecode: %v", pycs)
+	}
 	py36, err := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".pyenv/versions/3.6*/bin/python3.6"))
 	if err != nil || len(py36) == 0 {
 		t.Skip("no python3.6 interpreter here; the 3.6 grammar check above ran")
 	}
-	b := newBed(t)
 	r := b.launch(Params{Python: py36[0], KernelName: "gopyk-test", Grace: time.Minute})
 	if !strings.HasPrefix(r.Python, "3.6.") {
 		t.Errorf("launcher ran on %s", r.Python)
