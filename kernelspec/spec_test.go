@@ -152,3 +152,26 @@ func TestFindAndAll(t *testing.T) {
 		t.Errorf("All() = %v, %v", names, errs)
 	}
 }
+
+// Remove deletes a symlinked spec's link, not the directory it points to,
+// as jupyter_client's remove_kernel_spec does.
+func TestRemoveSymlink(t *testing.T) {
+	tmp := t.TempDir()
+	target := filepath.Join(tmp, "real")
+	os.MkdirAll(target, 0o755)
+	os.WriteFile(filepath.Join(target, FileName), []byte(`{}`), 0o644)
+	link := filepath.Join(tmp, "kernels", "linked")
+	os.MkdirAll(filepath.Dir(link), 0o755)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Spec{Name: "linked", Dir: link}).Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(link); !os.IsNotExist(err) {
+		t.Errorf("link still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, FileName)); err != nil {
+		t.Errorf("target removed: %v", err)
+	}
+}

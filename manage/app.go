@@ -65,13 +65,11 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if err == nil {
 		return 0
 	}
-	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", " ")
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(a.Stderr, "gopyk: error: %s\n", msg)
+	// One line, whatever the error carries (ssh's stderr, a wrapped chain).
+	fmt.Fprintf(a.Stderr, "gopyk: error: %s\n", oneLine(err.Error()))
+	if errors.As(err, new(usageError)) {
 		return 2
 	}
-	fmt.Fprintf(a.Stderr, "gopyk: error: %s\n", msg)
 	return 1
 }
 
