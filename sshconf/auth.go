@@ -122,11 +122,12 @@ func (a *authPlan) refused() []string {
 
 // authIdentity is one IdentityFile (or CertificateFile's key) from the config.
 type authIdentity struct {
-	path  string
-	pub   ssh.PublicKey // nil when neither the key nor <key>.pub tells us
-	certs []*ssh.Certificate
-	load  func() (ssh.Signer, error) // nil when the private key is unusable
-	note  string                     // why load is nil, unless the agent has the key
+	path      string
+	pub       ssh.PublicKey // nil when neither the key nor <key>.pub tells us
+	certs     []*ssh.Certificate
+	certPaths []string                   // where each of certs came from, for messages
+	load      func() (ssh.Signer, error) // nil when the private key is unusable
+	note      string                     // why load is nil, unless the agent has the key
 }
 
 func buildAuth(s *Settings, interactive bool, p *prompter) *authPlan {
@@ -228,11 +229,11 @@ func (a *authPlan) addPublicKeys(s *Settings, interactive bool, p *prompter) {
 		if id.note != "" && (id.pub == nil || inAgent(id.pub) == nil) {
 			a.notes = append(a.notes, id.note)
 		}
-		for _, c := range id.certs {
+		for i, c := range id.certs {
 			if seen(c) {
 				continue
 			}
-			label := "certificate " + dialTilde(id.path) + "-cert.pub"
+			label := "certificate " + dialTilde(id.certPaths[i])
 			if sg := inAgent(c.Key); sg != nil {
 				a.keys = append(a.keys, &authKey{label: label, pub: c, load: certLoader(c, fixed(sg))})
 			} else if id.load != nil {
@@ -318,17 +319,24 @@ func (a *authPlan) loadIdentities(s *Settings, interactive bool, p *prompter) []
 		matched := false
 		for _, id := range ids {
 			if id.pub != nil && sameKey(id.pub, c.Key) {
-				id.certs = append(id.certs, c)
+				id.addCert(c, path)
 				matched = true
 				break
 			}
 		}
 		if !matched {
 			// The key may be in the agent only: keep the cert on a key-less identity.
-			ids = append(ids, &authIdentity{path: strings.TrimSuffix(path, "-cert.pub"), certs: []*ssh.Certificate{c}})
+			id := &authIdentity{path: strings.TrimSuffix(path, "-cert.pub")}
+			id.addCert(c, path)
+			ids = append(ids, id)
 		}
 	}
 	return ids
+}
+
+func (id *authIdentity) addCert(c *ssh.Certificate, path string) {
+	id.certs = append(id.certs, c)
+	id.certPaths = append(id.certPaths, path)
 }
 
 func readCertFile(path string) (*ssh.Certificate, error) {
@@ -355,7 +363,7 @@ func (a *authPlan) loadIdentity(path string, interactive bool, p *prompter) *aut
 		}
 	}
 	if c, err := readCertFile(path + "-cert.pub"); err == nil {
-		id.certs = append(id.certs, c)
+		id.addCert(c, path+"-cert.pub")
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -370,7 +378,7 @@ func (a *authPlan) loadIdentity(path string, interactive bool, p *prompter) *aut
 	// IdentityFile may name a public key whose private half is in the agent.
 	if pub, _, _, _, err := ssh.ParseAuthorizedKey(raw); err == nil {
 		if c, ok := pub.(*ssh.Certificate); ok {
-			id.certs = append(id.certs, c)
+			id.addCert(c, path)
 		} else {
 			id.pub = pub
 		}
