@@ -67,7 +67,8 @@ func startChild(t *testing.T, o childOpts, args ...string) *child {
 	}
 	c := &child{t: t, exited: make(chan struct{})}
 	c.cmd = exec.Command(exe, args...)
-	c.cmd.Env = append(os.Environ(), helperEnv+"=1", "JUPYTER_RUNTIME_DIR="+o.rt)
+	// GORACE: a -race binary otherwise sleeps 1 s before it exits.
+	c.cmd.Env = append(os.Environ(), helperEnv+"=1", "JUPYTER_RUNTIME_DIR="+o.rt, "GORACE=atexit_sleep_ms=0")
 	c.cmd.Env = append(c.cmd.Env, o.env...)
 	c.cmd.Stdout = &c.stdout
 	c.cmd.Stderr = &c.stderr
