@@ -3,25 +3,676 @@ package provisioner
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
 
+	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/provisioner/remote"
+	"github.com/gopyk/gopyk/sshconf"
 	"github.com/gopyk/gopyk/wire"
 )
 
-// kernel is a placeholder until the launch path lands.
+// Reconnect tuning. The cap is low on purpose: while the network is down a
+// dial fails fast (no route), and once it is back we want the next attempt to
+// come within a couple of seconds, not after a long back-off.
+var (
+	backoffStart = 250 * time.Millisecond
+	backoffMax   = 2 * time.Second
+	giveUpAfter  = 12 * time.Hour
+	redialTime   = 20 * time.Second // one reconnect attempt, dial + re-attach
+)
+
+// kernel is the state behind a Kernel.
 type kernel struct {
-	done chan struct{}
-	cfg  Config
+	cfg   Config
+	log   *slog.Logger
+	route sshconf.Route
+	fwd   [5]*forwarder
+
+	// ctx lives until the kernel is shut down or left; every goroutine the
+	// kernel starts ends with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	conn   *sshconf.Client // nil while reconnecting
+	up     chan struct{}   // closed while conn is usable
+	reply  *remote.Reply   // what the supervisor said last: channels, run dir
+	lease  *remote.Lease
+	busy   bool // a restart or shutdown we started: kernel exits are expected
+	closed bool
+
+	done     chan struct{}
+	doneErr  error
+	doneOnce sync.Once
 }
 
-var errNotYet = errors.New("provisioner: not implemented yet")
+func (k *kernel) timeout(secs, def int) time.Duration {
+	if secs <= 0 {
+		secs = def
+	}
+	return time.Duration(secs) * time.Second
+}
 
-func launch(ctx context.Context, cfg Config) (*Kernel, error)           { return nil, errNotYet }
-func attach(ctx context.Context, cfg Config, st State) (*Kernel, error) { return nil, errNotYet }
-func (k *kernel) interrupt(ctx context.Context) error                   { return errNotYet }
-func (k *kernel) restart(ctx context.Context) error                     { return errNotYet }
-func (k *kernel) shutdown(ctx context.Context) error                    { return errNotYet }
-func (k *kernel) leave() error                                          { return errNotYet }
-func (k *kernel) close(ctx context.Context) error                       { return errNotYet }
-func (k *kernel) err() error                                            { return nil }
-func (k *kernel) state() State                                          { return State{} }
-func (k *kernel) local() wire.ConnInfo                                  { return k.cfg.Local }
+func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	g := cfg.Gopyk
+	if g.SSHHostAlias == "" {
+		return nil, fmt.Errorf("spec %s has no ssh_host_alias; fix it with gopyk edit --kernel-name %s --ssh-host-alias HOST", cfg.SpecName, cfg.SpecName)
+	}
+	route, err := sshconf.Resolve(ctx, g.SSHHostAlias, sshconf.Options{ConfigFile: g.SSHConfig})
+	if err != nil {
+		return nil, err
+	}
+	k := &kernel{cfg: cfg, log: log, route: route, up: make(chan struct{}), done: make(chan struct{})}
+	k.ctx, k.cancel = context.WithCancel(context.Background())
+	ports := []int{cfg.Local.ShellPort, cfg.Local.IOPubPort, cfg.Local.StdinPort, cfg.Local.ControlPort, cfg.Local.HBPort}
+	for i, name := range channelNames {
+		ln, err := listenLocal(cfg.Local.IP, ports[i])
+		if err != nil {
+			k.closeForwarders()
+			return nil, err
+		}
+		k.fwd[i] = newForwarder(name, ln, k.dialChannel, log)
+	}
+	// Ports that were 0 are now chosen: clients must learn them.
+	k.cfg.Local.ShellPort, k.cfg.Local.IOPubPort, k.cfg.Local.StdinPort = k.fwd[0].port(), k.fwd[1].port(), k.fwd[2].port()
+	k.cfg.Local.ControlPort, k.cfg.Local.HBPort = k.fwd[3].port(), k.fwd[4].port()
+	if k.cfg.Local.IP == "" {
+		k.cfg.Local.IP = "127.0.0.1"
+	}
+	k.cfg.Local.Transport = "tcp"
+	if k.cfg.Local.SignatureScheme == "" {
+		k.cfg.Local.SignatureScheme = "hmac-sha256"
+	}
+	return k, nil
+}
+
+func (k *kernel) params(action string) remote.Params {
+	g := k.cfg.Gopyk
+	return remote.Params{
+		Action:          action,
+		KernelName:      g.RemoteKernelName,
+		Key:             k.cfg.Local.Key,
+		SignatureScheme: k.cfg.Local.SignatureScheme,
+		Transport:       g.Transport,
+		Persistent:      k.cfg.Persistent,
+		Grace:           time.Duration(g.Grace) * time.Second,
+		ShutdownTimeout: k.timeout(g.ShutdownTimeout, kernelspec.DefaultShutdownTimeout),
+		LaunchTimeout:   k.timeout(g.LaunchTimeout, kernelspec.DefaultLaunchTimeout),
+		Tag:             k.cfg.SpecName,
+		Python:          g.RemotePython,
+		Pre:             g.RemotePre,
+	}
+}
+
+func launch(ctx context.Context, cfg Config) (*Kernel, error) {
+	if cfg.Local.Key == "" {
+		cfg.Local.Key = wire.NewKey()
+	}
+	k, err := newKernel(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout(cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout))
+	defer cancel()
+	if err := k.start(ctx, k.params(remote.ActionLaunch)); err != nil {
+		k.abort()
+		return nil, k.launchError(ctx, err)
+	}
+	return &Kernel{impl: k}, nil
+}
+
+func attach(ctx context.Context, cfg Config, st State) (*Kernel, error) {
+	if st.RunDir == "" {
+		return nil, errors.New("attach: the persistence state has no run_dir; launch a new kernel instead")
+	}
+	cfg.Local.Key = st.Remote.Key
+	if st.Remote.SignatureScheme != "" {
+		cfg.Local.SignatureScheme = st.Remote.SignatureScheme
+	}
+	k, err := newKernel(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout(cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout))
+	defer cancel()
+	p := k.params(remote.ActionStatus)
+	p.RunDir = st.RunDir
+	if err := k.start(ctx, p); err != nil {
+		k.teardown()
+		return nil, k.launchError(ctx, fmt.Errorf("attach to the kernel in %s on %s: %w", st.RunDir, cfg.Gopyk.SSHHostAlias, err))
+	}
+	return &Kernel{impl: k}, nil
+}
+
+func (k *kernel) launchError(ctx context.Context, err error) error {
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%w (launch timeout %v; raise it with gopyk edit --kernel-name %s --launch-timeout SECONDS)",
+			err, k.timeout(k.cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout), k.cfg.SpecName)
+	}
+	return err
+}
+
+// start dials, runs the launcher (launch or attach), takes a lease, starts
+// forwarding and waits until the kernel answers through the forwards.
+func (k *kernel) start(ctx context.Context, p remote.Params) error {
+	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: k.cfg.Interactive, Log: k.log})
+	if err != nil {
+		return err
+	}
+	reply, err := k.exec(ctx, c, p)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	k.mu.Lock()
+	k.reply = reply
+	k.mu.Unlock()
+	lease, err := k.takeLease(ctx, c, reply)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	k.setUp(c, lease)
+	for _, f := range k.fwd {
+		f := f
+		k.wg.Add(1)
+		go func() { defer k.wg.Done(); f.serve(k.ctx) }()
+	}
+	k.wg.Add(1)
+	go func() { defer k.wg.Done(); k.monitor() }()
+	k.log.Info("remote kernel started", "host", k.cfg.Gopyk.SSHHostAlias, "remote_host", reply.Hostname,
+		"kernel_pid", reply.KernelPID, "transport", reply.Transport)
+	return k.waitReady(ctx)
+}
+
+// exec runs the remote launcher in one exec session. Starting an exec session
+// also makes sshd switch the connection to TCP_NODELAY, without which every
+// forwarded round trip stalls ~40 ms; so every connection runs one.
+func (k *kernel) exec(ctx context.Context, c *sshconf.Client, p remote.Params) (*remote.Reply, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open an exec session on %s: %w", k.cfg.Gopyk.SSHHostAlias, err)
+	}
+	r, err := remote.Exec(ctx, s, p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", k.cfg.Gopyk.SSHHostAlias, err)
+	}
+	return r, nil
+}
+
+// leasePing lets the supervisor notice a lease whose network path died
+// without a FIN, so its grace period starts.
+const leasePing = 10 * time.Second
+
+func (k *kernel) takeLease(ctx context.Context, c *sshconf.Client, r *remote.Reply) (*remote.Lease, error) {
+	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) { return k.dialControl(ctx, c, r) })
+	lease, err := ctl.Lease(ctx, leasePing)
+	if err != nil {
+		return nil, fmt.Errorf("take a lease on the remote kernel: %w", err)
+	}
+	return lease, nil
+}
+
+func (k *kernel) dialControl(ctx context.Context, c *sshconf.Client, r *remote.Reply) (net.Conn, error) {
+	conn, err := c.DialContext(ctx, "unix", r.Control)
+	if err != nil {
+		return nil, fmt.Errorf("reach the supervisor's control socket %s on %s: %w%s", r.Control, k.cfg.Gopyk.SSHHostAlias, err, forwardHint(err))
+	}
+	return conn, nil
+}
+
+// forwardHint turns sshd's refusal to forward into the fix.
+func forwardHint(err error) string {
+	var oe interface{ Error() string }
+	if errors.As(err, &oe) && containsFold(err.Error(), "administratively prohibited") {
+		return "; the server forbids forwarding: ask for AllowTcpForwarding/AllowStreamLocalForwarding yes in its sshd_config, or try --transport tcp"
+	}
+	return ""
+}
+
+func (k *kernel) setUp(c *sshconf.Client, l *remote.Lease) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.conn, k.lease = c, l
+	close(k.up)
+}
+
+func (k *kernel) setDown() (*sshconf.Client, *remote.Lease) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, l := k.conn, k.lease
+	if c != nil {
+		k.conn, k.lease = nil, nil
+		k.up = make(chan struct{})
+	}
+	return c, l
+}
+
+// client returns the live SSH connection, waiting while it is being restored.
+func (k *kernel) client(ctx context.Context) (*sshconf.Client, *remote.Reply, error) {
+	for {
+		k.mu.Lock()
+		c, r, up := k.conn, k.reply, k.up
+		k.mu.Unlock()
+		if c != nil {
+			return c, r, nil
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-k.ctx.Done():
+			return nil, nil, errors.New("kernel closed")
+		}
+	}
+}
+
+func (k *kernel) dialChannel(ctx context.Context, channel string) (net.Conn, error) {
+	c, r, err := k.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	addr := channelAddr(r.Channels, channel)
+	if addr == "" {
+		return nil, fmt.Errorf("supervisor reported no %s channel", channel)
+	}
+	conn, err := c.DialContext(ctx, r.Network(), addr)
+	if err != nil {
+		return nil, fmt.Errorf("open %s channel %s: %w%s", channel, addr, err, forwardHint(err))
+	}
+	return conn, nil
+}
+
+// waitReady is the readiness test Jupyter itself would apply: a
+// kernel_info_reply through our forwards, and iopub delivering.
+func (k *kernel) waitReady(ctx context.Context) error {
+	wc, err := wire.Dial(ctx, k.cfg.Local, wire.WithLogger(k.log))
+	if err != nil {
+		return fmt.Errorf("connect to the forwarded kernel: %w", err)
+	}
+	defer wc.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- wc.WaitReady(ctx) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("remote kernel did not answer kernel_info through the tunnel: %w", err)
+		}
+		k.log.Info("kernel ready", "spec", k.cfg.SpecName)
+		return nil
+	case <-k.done:
+		return k.err()
+	}
+}
+
+// monitor follows the lease and the connection: a kernel that exits ends us,
+// a connection that drops is restored.
+func (k *kernel) monitor() {
+	for {
+		k.mu.Lock()
+		c, l := k.conn, k.lease
+		k.mu.Unlock()
+		if c == nil {
+			return
+		}
+		select {
+		case <-k.ctx.Done():
+			return
+		case ev, ok := <-l.Events():
+			if ok {
+				k.event(ev)
+				continue
+			}
+			// The lease ended: either the connection died or the supervisor did.
+			select {
+			case <-c.Done():
+			case <-time.After(time.Second):
+			case <-k.ctx.Done():
+				return
+			}
+		case <-c.Done():
+		}
+		if k.ctx.Err() != nil {
+			return
+		}
+		if !k.reconnect(c) {
+			return
+		}
+	}
+}
+
+func (k *kernel) event(ev remote.Event) {
+	switch ev.Type {
+	case remote.EventKernelExited:
+		k.mu.Lock()
+		busy := k.busy
+		k.mu.Unlock()
+		if busy {
+			return
+		}
+		k.log.Warn("remote kernel exited", "how", ev.Exit.String(), "reason", ev.Reason)
+		k.finish(&ExitError{Exit: ev.Exit})
+	case remote.EventRestarted:
+		if ev.Status != nil {
+			k.mu.Lock()
+			k.reply = ev.Status
+			k.mu.Unlock()
+		}
+	}
+}
+
+// reconnect restores the SSH connection and the lease after a loss. It
+// returns false when the kernel is finished.
+func (k *kernel) reconnect(old *sshconf.Client) bool {
+	if _, l := k.setDown(); l != nil {
+		l.Close()
+	}
+	old.Close()
+	for _, f := range k.fwd {
+		f.drop()
+	}
+	t0 := time.Now()
+	k.log.Warn("connection lost, reconnecting", "host", k.cfg.Gopyk.SSHHostAlias, "err", old.Err())
+	backoff := backoffStart
+	logged := false
+	for {
+		if k.ctx.Err() != nil {
+			return false
+		}
+		err := k.redial()
+		if err == nil {
+			k.log.Info("reconnected", "host", k.cfg.Gopyk.SSHHostAlias, "after", time.Since(t0).Round(time.Millisecond))
+			return true
+		}
+		var re *remote.ReplyError
+		if errors.As(err, &re) && re.Code == remote.CodeGone {
+			k.finish(fmt.Errorf("%w: %v", ErrKernelDied, err))
+			return false
+		}
+		if time.Since(t0) > giveUpAfter {
+			k.finish(fmt.Errorf("connection to %s lost for %v, giving up: %w", k.cfg.Gopyk.SSHHostAlias, giveUpAfter, err))
+			return false
+		}
+		if !logged {
+			k.log.Info("reconnect failed, retrying", "in", backoff, "err", err)
+			logged = true
+		} else {
+			k.log.Debug("reconnect failed, retrying", "in", backoff, "err", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-k.ctx.Done():
+			return false
+		}
+		backoff = min(backoff*2, backoffMax)
+	}
+}
+
+func (k *kernel) redial() error {
+	ctx, cancel := context.WithTimeout(k.ctx, redialTime)
+	defer cancel()
+	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Log: k.log})
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	p := k.params(remote.ActionStatus)
+	p.RunDir = k.reply.RunDir
+	k.mu.Unlock()
+	r, err := k.exec(ctx, c, p)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	l, err := k.takeLease(ctx, c, r)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	k.mu.Lock()
+	k.reply = r
+	k.mu.Unlock()
+	k.setUp(c, l)
+	return nil
+}
+
+// control reaches the supervisor over whatever connection is live.
+func (k *kernel) control() *remote.Control {
+	return remote.NewControl(func(ctx context.Context) (net.Conn, error) {
+		c, r, err := k.client(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return k.dialControl(ctx, c, r)
+	})
+}
+
+func (k *kernel) interrupt(ctx context.Context) error {
+	k.mu.Lock()
+	mode := k.reply.InterruptMode
+	k.mu.Unlock()
+	if mode == "message" {
+		return k.withWire(ctx, func(wc *wire.Client) error {
+			_, err := wc.Interrupt(ctx)
+			return err
+		})
+	}
+	return k.control().Interrupt(ctx)
+}
+
+func (k *kernel) withWire(ctx context.Context, f func(*wire.Client) error) error {
+	wc, err := wire.Dial(ctx, k.cfg.Local, wire.WithLogger(k.log))
+	if err != nil {
+		return err
+	}
+	defer wc.Close()
+	return f(wc)
+}
+
+// askShutdown sends a graceful shutdown_request; the supervisor escalates to
+// signals if the kernel ignores it.
+func (k *kernel) askShutdown(ctx context.Context, restart bool) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := k.withWire(ctx, func(wc *wire.Client) error {
+		_, err := wc.Shutdown(ctx, restart)
+		return err
+	}); err != nil {
+		k.log.Debug("shutdown_request", "err", err)
+	}
+}
+
+func (k *kernel) restart(ctx context.Context) error {
+	k.mu.Lock()
+	k.busy = true
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		k.busy = false
+		k.mu.Unlock()
+	}()
+	k.askShutdown(ctx, true)
+	r, err := k.control().Restart(ctx, -1)
+	if err != nil {
+		return fmt.Errorf("restart the remote kernel: %w", err)
+	}
+	k.mu.Lock()
+	k.reply = r
+	k.mu.Unlock()
+	for _, f := range k.fwd {
+		f.drop()
+	}
+	k.log.Info("remote kernel restarted", "kernel_pid", r.KernelPID)
+	rctx, cancel := context.WithTimeout(ctx, k.timeout(k.cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout))
+	defer cancel()
+	return k.waitReady(rctx)
+}
+
+func (k *kernel) shutdown(ctx context.Context) error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil
+	}
+	k.busy = true
+	k.mu.Unlock()
+	k.askShutdown(ctx, false)
+	ctx, cancel := context.WithTimeout(ctx, k.timeout(k.cfg.Gopyk.ShutdownTimeout, kernelspec.DefaultShutdownTimeout)+15*time.Second)
+	defer cancel()
+	_, err := k.control().Shutdown(ctx, -1)
+	k.teardown()
+	k.finish(nil)
+	if err != nil {
+		return fmt.Errorf("shut down the remote kernel on %s: %w", k.cfg.Gopyk.SSHHostAlias, err)
+	}
+	k.log.Info("remote kernel shut down")
+	return nil
+}
+
+func (k *kernel) leave() error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil
+	}
+	k.busy = true
+	k.mu.Unlock()
+	var err error
+	if !k.cfg.Persistent {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = k.control().SetPersistent(ctx, true)
+	}
+	k.teardown()
+	k.finish(nil)
+	if err != nil {
+		return fmt.Errorf("leave the remote kernel running: %w", err)
+	}
+	k.log.Info("left the remote kernel running", "run_dir", k.state().RunDir)
+	return nil
+}
+
+func (k *kernel) close(ctx context.Context) error {
+	if k.cfg.Persistent {
+		return k.leave()
+	}
+	return k.shutdown(ctx)
+}
+
+// abort undoes a launch that failed after the remote kernel started.
+func (k *kernel) abort() {
+	k.mu.Lock()
+	started := k.reply != nil && k.conn != nil
+	k.mu.Unlock()
+	if started {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		k.control().Shutdown(ctx, 0)
+	}
+	k.teardown()
+}
+
+// teardown stops every goroutine and closes the connection and the listeners.
+func (k *kernel) teardown() {
+	k.mu.Lock()
+	k.closed = true
+	k.mu.Unlock()
+	k.cancel()
+	c, l := k.setDown()
+	if l != nil {
+		l.Close()
+	}
+	k.closeForwarders()
+	if c != nil {
+		c.Close()
+	}
+	k.wg.Wait()
+}
+
+func (k *kernel) closeForwarders() {
+	for _, f := range k.fwd {
+		if f != nil {
+			f.close()
+		}
+	}
+}
+
+func (k *kernel) finish(err error) {
+	k.doneOnce.Do(func() {
+		k.mu.Lock()
+		k.doneErr = err
+		k.mu.Unlock()
+		close(k.done)
+		if err != nil {
+			// The kernel is gone for good: stop forwarding so nothing hangs
+			// on a dead tunnel. teardown waits for goroutines, and may run
+			// from the monitor itself, so do it asynchronously.
+			go k.teardown()
+		}
+	})
+}
+
+func (k *kernel) err() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.doneErr
+}
+
+func (k *kernel) state() State {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := State{SpecName: k.cfg.SpecName, Host: k.cfg.Gopyk.SSHHostAlias, Persistent: k.cfg.Persistent}
+	if r := k.reply; r != nil {
+		st.RunDir, st.Control = r.RunDir, r.Control
+		st.KernelPID, st.SupervisorPID, st.RemoteHost = r.KernelPID, r.SupervisorPID, r.Hostname
+		st.Remote = wire.ConnInfo{Key: k.cfg.Local.Key, SignatureScheme: k.cfg.Local.SignatureScheme, Transport: r.Transport}
+	}
+	return st
+}
+
+func (k *kernel) local() wire.ConnInfo { return k.cfg.Local }
+
+// ExitError says how the remote kernel ended; it wraps ErrKernelDied.
+type ExitError struct {
+	remote.Exit
+}
+
+func (e *ExitError) Error() string {
+	msg := "remote kernel died (" + e.Exit.String() + ")"
+	if e.StderrTail != "" {
+		msg += ": " + lastLine(e.StderrTail)
+	}
+	return msg
+}
+
+func (e *ExitError) Unwrap() error { return ErrKernelDied }
+
+// Clean reports whether the kernel exited on its own with status 0, as it
+// does after a shutdown_request from a client.
+func (e *ExitError) Clean() bool { return e.ExitCode != nil && *e.ExitCode == 0 }
+
+func channelAddr(c remote.Channels, channel string) string {
+	switch channel {
+	case "shell":
+		return c.Shell
+	case "iopub":
+		return c.IOPub
+	case "stdin":
+		return c.Stdin
+	case "control":
+		return c.Control
+	case "hb":
+		return c.HB
+	}
+	return ""
+}

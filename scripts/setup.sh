@@ -10,7 +10,7 @@ PKGS=(
   python3-nbclient jupyter-nbconvert python3-nbconvert
   jupyter-server python3-jupyter-server
   websockify python3-websockets
-  iproute2 nftables procps netcat-openbsd
+  iproute2 nftables procps netcat-openbsd libnss-wrapper
   slurm-wlm munge
 )
 TEST_USER=${GOPYK_TEST_USER:-gpktest}
