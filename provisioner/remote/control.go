@@ -9,7 +9,10 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Dialer connects to a supervisor's control socket: over SSH with
@@ -69,10 +72,36 @@ type request struct {
 	PingTimeout float64  `json:"ping_timeout,omitempty"`
 }
 
+// ErrGone means nothing listens on the supervisor's control socket any more:
+// the kernel exited or was shut down and its run dir is gone. Control errors
+// and a CodeGone ReplyError match it with errors.Is.
+var ErrGone = errors.New("the remote kernel's supervisor is gone")
+
+// goneError marks a dial error as ErrGone while keeping its text.
+type goneError struct{ err error }
+
+func (e *goneError) Error() string         { return e.err.Error() }
+func (e *goneError) Unwrap() []error       { return []error{e.err, ErrGone} }
+func (e *ReplyError) Is(target error) bool { return target == ErrGone && e.Code == CodeGone }
+
+// isGone: a unix socket that no longer exists or refuses, locally or as
+// reported by sshd for direct-streamlocal ("connect failed", not
+// "administratively prohibited", which is a server setting).
+func isGone(err error) bool {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var oce *ssh.OpenChannelError
+	return errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed
+}
+
 // open dials and sends req; the caller closes the conn and calls the stop func.
 func (c *Control) open(ctx context.Context, req request) (net.Conn, *bufio.Reader, func() bool, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
+		if isGone(err) {
+			err = &goneError{err}
+		}
 		return nil, nil, nil, fmt.Errorf("connect to the supervisor: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })

@@ -224,8 +224,11 @@ func TestGraceAndPersistence(t *testing.T) {
 	}
 	_, err = b.exec(Params{Action: ActionStatus, RunDir: r.RunDir})
 	var re *ReplyError
-	if !errors.As(err, &re) || re.Code != CodeGone {
+	if !errors.As(err, &re) || re.Code != CodeGone || !errors.Is(err, ErrGone) {
 		t.Errorf("status of a gone kernel: %v", err)
+	}
+	if _, err := ctl(r).Status(tctx(t, 5*time.Second)); !errors.Is(err, ErrGone) {
+		t.Errorf("control status of a gone kernel: %v", err)
 	}
 	_, err = ExecConn(tctx(t, 10*time.Second), &LocalSession{Env: b.env}, "unix:"+r.Control, b.params(Params{}))
 	if !errors.As(err, &re) || re.Code != CodeGone || !strings.Contains(err.Error(), "nothing listens at "+r.Control) {
