@@ -243,3 +243,27 @@ func TestDialResolvedRoute(t *testing.T) {
 		c.Close()
 	}
 }
+
+// A frozen jump host starves the target connection riding on it: the
+// target's keepalive notices and every hop is torn down.
+func TestDialKeepaliveThroughFrozenJump(t *testing.T) {
+	t.Parallel()
+	jump := testbed.SSHDForTest(t, testbed.Options{Alias: "gpk-jump"})
+	target := testbed.SSHDForTest(t, testbed.Options{})
+	tst := tbSettings(target)
+	tst.ServerAliveInterval, tst.ServerAliveCountMax = time.Second, 2
+	c := mustDial(t, Route{tbSettings(jump), tst})
+	run(t, c, "true")
+	if jump.Freeze() == 0 {
+		t.Fatal("nothing to freeze on the jump host")
+	}
+	t.Cleanup(jump.Thaw)
+	select {
+	case <-c.Done():
+	case <-time.After(6 * time.Second):
+		t.Fatal("frozen jump host not noticed within 6s")
+	}
+	if !errors.Is(c.Err(), ErrKeepaliveFailed) {
+		t.Fatalf("Err = %v", c.Err())
+	}
+}
