@@ -371,4 +371,44 @@ func TestAbandonedLaunch(t *testing.T) {
 	})
 }
 
+// Shutdown waits for a kernel that was asked to exit (shutdown_request), and
+// escalates SIGTERM → SIGKILL for one that ignores SIGTERM.
+func TestShutdownEscalation(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	polite := b.launch(Params{Grace: time.Minute})
+	stubborn := b.launch(Params{KernelName: "stubborn", Grace: time.Minute})
+
+	type result struct {
+		exit *Exit
+		err  error
+		took time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		t0 := time.Now()
+		e, err := ctl(polite).Shutdown(tctx(t, 40*time.Second), 20*time.Second)
+		done <- result{e, err, time.Since(t0)}
+	}()
+	waitFor(t, "the supervisor to wait for the kernel", 10*time.Second, func() bool {
+		st, err := ctl(polite).Status(tctx(t, 5*time.Second))
+		return err == nil && st.State == "stopping"
+	})
+	if out := b.run(polite.ConnFile, "shutdown"); !strings.Contains(out, "SHUTDOWN ok") {
+		t.Fatalf("shutdown_request: %s", out)
+	}
+	res := <-done
+	if res.err != nil || res.exit.ExitCode == nil || *res.exit.ExitCode != 0 || res.took > 15*time.Second {
+		t.Errorf("polite kernel: %+v %v after %v", res.exit, res.err, res.took)
+	}
+
+	t0 := time.Now()
+	e, err := ctl(stubborn).Shutdown(tctx(t, 30*time.Second), 0)
+	took := time.Since(t0)
+	if err != nil || e.Signal != int(syscall.SIGKILL) || took < killAfter || took > killAfter+5*time.Second {
+		t.Errorf("stubborn kernel: %+v %v after %v", e, err, took)
+	}
+	waitGone(t, 5*time.Second, polite.SupervisorPID, stubborn.SupervisorPID, stubborn.KernelPID)
+}
+
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -1058,7 +1058,8 @@ def await_supervisor(ready_r, stdin, wait, run_dir):
     try:
         return json.loads(buf.decode())
     except ValueError:
-        raise Fail("internal", "the supervisor died while starting the kernel", run_dir=run_dir)
+        rmtree(run_dir)  # nobody else will: the supervisor is gone
+        raise Fail("internal", "the supervisor died while starting the kernel")
 
 
 def supervise(sup, ready_w, abort_r):

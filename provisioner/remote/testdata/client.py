@@ -1,6 +1,6 @@
 """Drive a kernel through its connection file with jupyter_client (test helper).
 
-usage: client.py CONNECTION_FILE info|exec CODE|sleep
+usage: client.py CONNECTION_FILE info|exec CODE|sleep|shutdown
 """
 import sys
 
@@ -38,4 +38,7 @@ elif mode == "sleep":
         if reply["parent_header"].get("msg_id") == mid:
             break
     print("ENAME", reply["content"].get("ename"), flush=True)
+elif mode == "shutdown":
+    kc.shutdown()
+    print("SHUTDOWN", kc.get_control_msg(timeout=10)["content"]["status"], flush=True)
 kc.stop_channels()
