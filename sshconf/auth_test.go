@@ -19,8 +19,7 @@ func TestDialEncryptedKeyThroughAgent(t *testing.T) {
 	s := testbed.SSHDForTest(t, testbed.Options{})
 	dir := t.TempDir()
 	key := filepath.Join(dir, "id_enc")
-	const pass = "correct horse"
-	pub, priv := newKey(t, key, pass)
+	pub, priv := encryptedKey(t, key)
 	authorize(t, s, pub)
 
 	st := tbSettings(s)
@@ -155,8 +154,7 @@ func TestDialPassphrasePromptIsLazy(t *testing.T) {
 	t.Parallel()
 	s := testbed.SSHDForTest(t, testbed.Options{})
 	enc := filepath.Join(t.TempDir(), "id_enc")
-	const pass = "open sesame"
-	pub, _ := newKey(t, enc, pass)
+	pub, _ := encryptedKey(t, enc)
 
 	var asked []string
 	opts := DialOptions{Interactive: true, answer: func(q string, echo bool) (string, error) {
@@ -167,7 +165,7 @@ func TestDialPassphrasePromptIsLazy(t *testing.T) {
 		if len(asked) == 1 {
 			return "wrong", nil
 		}
-		return pass, nil
+		return encPassphrase, nil
 	}}
 
 	// The encrypted key is not authorized: no prompt, the next key logs in.
@@ -201,10 +199,10 @@ func TestDialAskpass(t *testing.T) {
 	s := testbed.SSHDForTest(t, testbed.Options{})
 	dir := t.TempDir()
 	enc := filepath.Join(dir, "id_enc")
-	pub, _ := newKey(t, enc, "from askpass")
+	pub, _ := encryptedKey(t, enc)
 	authorize(t, s, pub)
 	askpass := filepath.Join(dir, "askpass")
-	os.WriteFile(askpass, []byte("#!/bin/sh\necho \"$1\" > \"$0.asked\"\necho 'from askpass'\n"), 0o755)
+	os.WriteFile(askpass, []byte("#!/bin/sh\necho \"$1\" > \"$0.asked\"\necho '"+encPassphrase+"'\n"), 0o755)
 	t.Setenv("SSH_ASKPASS", askpass)
 	t.Setenv("SSH_ASKPASS_REQUIRE", "force")
 	st := tbSettings(s)

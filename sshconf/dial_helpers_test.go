@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,6 +120,35 @@ func newKey(t *testing.T, path, passphrase string) (ssh.PublicKey, ed25519.Priva
 		t.Fatal(err)
 	}
 	return sp, priv
+}
+
+const encPassphrase = "correct horse"
+
+var (
+	encOnce sync.Once
+	encPub  ssh.PublicKey
+	encPriv ed25519.PrivateKey
+)
+
+// encryptedKey copies one shared passphrase-protected key (encPassphrase)
+// to path and path.pub; making it costs seconds of bcrypt under -race.
+func encryptedKey(t *testing.T, path string) (ssh.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	src := filepath.Join(sharedDir, "id_enc")
+	encOnce.Do(func() { encPub, encPriv = newKey(t, src, encPassphrase) })
+	if encPub == nil {
+		t.Fatal("shared encrypted key could not be made")
+	}
+	for _, suffix := range []string{"", ".pub"} {
+		b, err := os.ReadFile(src + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return encPub, encPriv
 }
 
 func authorize(t *testing.T, s *testbed.SSHD, pub ssh.PublicKey) {
