@@ -39,6 +39,10 @@ type Options struct {
 	// by it (principal 127.0.0.1) and sshd presents the certificate, for
 	// @cert-authority tests.
 	HostCA string
+	// IsolateHome gives sessions their own empty HOME (<Dir>/home, owned by
+	// the login user) instead of the user's real one, so parallel tests
+	// don't share ~/.gopyk or ~/.local/share/jupyter. Home reports it.
+	IsolateHome bool
 	// User overrides the login user. As root the default is $GOPYK_TEST_USER
 	// or "gpktest"; as a normal user it is that user (sshd cannot switch users then).
 	User string
@@ -66,6 +70,7 @@ type SSHD struct {
 
 	sshdConfig string
 	tag        string // GOPYK_TESTBED=<dir>, set in every session by SetEnv
+	homeEnv    string // " HOME=<dir>/home" with IsolateHome
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -119,6 +124,12 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		return nil, err
 	}
 	extra := opts.ExtraConfig
+	if opts.IsolateHome {
+		if err := s.makeHome(login); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 	if opts.HostCA != "" {
 		line, err := s.certifyHostKey(ctx, opts.HostCA)
 		if err != nil {
@@ -232,6 +243,24 @@ func (s *SSHD) writeKeys() error {
 	return os.Chmod(s.AuthorizedKeys, 0o644)
 }
 
+func (s *SSHD) makeHome(login *user.User) error {
+	home := filepath.Join(s.Dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		return fmt.Errorf("testbed: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		uid, _ := strconv.Atoi(login.Uid)
+		gid, _ := strconv.Atoi(login.Gid)
+		if err := os.Chown(home, uid, gid); err != nil {
+			return fmt.Errorf("testbed: %w", err)
+		}
+	}
+	s.Home = home
+	// sshd applies SetEnv after its own HOME, so this one wins.
+	s.homeEnv = " HOME=" + home
+	return nil
+}
+
 // certifyHostKey signs the host key with ssh-keygen -s and returns the
 // sshd_config line that presents the certificate.
 func (s *SSHD) certifyHostKey(ctx context.Context, ca string) (string, error) {
@@ -275,7 +304,7 @@ func (s *SSHD) writeConfigs(extra []string) error {
 		"AllowTcpForwarding yes",
 		"AllowStreamLocalForwarding yes",
 		"LogLevel VERBOSE",
-		"SetEnv " + s.tag,
+		"SetEnv " + s.tag + s.homeEnv,
 		"Subsystem sftp internal-sftp",
 	}
 	cfg = append(cfg, extra...)

@@ -140,6 +140,23 @@ func TestSSHDKillConns(t *testing.T) {
 	}
 }
 
+func TestSSHDIsolateHome(t *testing.T) {
+	t.Parallel()
+	s := SSHDForTest(t, Options{IsolateHome: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := s.Exec(ctx, "echo $HOME; mkdir -p ~/.gopyk && touch ~/.gopyk/x && echo written")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(string(out)); len(got) != 2 || got[0] != s.Home || got[1] != "written" || !strings.HasPrefix(s.Home, s.Dir) {
+		t.Fatalf("remote said %q, want HOME %s (under %s) writable", out, s.Home, s.Dir)
+	}
+	if _, err := os.Stat(s.Home + "/.gopyk/x"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSSHDProxyJump(t *testing.T) {
 	t.Parallel()
 	jump := SSHDForTest(t, Options{Alias: "gpk-jump"})
