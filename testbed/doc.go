@@ -1,4 +1,17 @@
 // Package testbed starts real test peers for integration tests: OpenSSH's sshd on
 // a free loopback port with its own host key and config, owned by the test and
 // stopped by PID.
+//
+// As root, sshd logs in as the unprivileged test user ($GOPYK_TEST_USER,
+// default gpktest, created by `make setup`); as a normal user it runs
+// unprivileged and logs in as that user (what `make demo` does).
+//
+//	s := testbed.SSHDForTest(t, testbed.Options{})
+//	route, _ := sshconf.Resolve(ctx, s.Alias, sshconf.Options{ConfigFile: s.ConfigFile})
+//	c, _ := sshconf.Dial(ctx, route, sshconf.DialOptions{})
+//
+// For a jump host start a second one with another Alias and use
+// target.ConfigVia(jump). Freeze/Thaw, KillConns, Kill/Restart simulate a
+// silent peer, dropped connections and a server restart; SessionPIDs and
+// Exec let tests look at remote processes. Linux only.
 package testbed
