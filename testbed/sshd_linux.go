@@ -43,6 +43,9 @@ type Options struct {
 	// the login user) instead of the user's real one, so parallel tests
 	// don't share ~/.gopyk or ~/.local/share/jupyter. Home reports it.
 	IsolateHome bool
+	// Netns, when set, runs sshd inside Netns.Remote (ip netns exec) listening
+	// on Netns.RemoteIP, for link-drop tests; clients must run in Netns.Local.
+	Netns *Netns
 	// User overrides the login user. As root the default is $GOPYK_TEST_USER
 	// or "gpktest"; as a normal user it is that user (sshd cannot switch users then).
 	User string
@@ -71,10 +74,12 @@ type SSHD struct {
 	sshdConfig string
 	tag        string // GOPYK_TESTBED=<dir>, set in every session by SetEnv
 	homeEnv    string // " HOME=<dir>/home" with IsolateHome
+	netns      *Netns
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	orphans []int // connection processes of a killed listener, for Stop
 }
 
 // StartSSHD starts sshd on a free loopback port and waits until it answers
@@ -118,6 +123,10 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		AuthorizedKeys: filepath.Join(dir, "authorized_keys"),
 		sshdConfig:     filepath.Join(dir, "sshd_config"),
 		tag:            "GOPYK_TESTBED=" + dir,
+		netns:          opts.Netns,
+	}
+	if opts.Netns != nil {
+		s.Host = opts.Netns.RemoteIP
 	}
 	if err := s.writeKeys(); err != nil {
 		os.RemoveAll(dir)
@@ -290,7 +299,7 @@ func writePrivateKey(path string, key ed25519.PrivateKey, comment string) error 
 func (s *SSHD) writeConfigs(extra []string) error {
 	cfg := []string{
 		"Port " + strconv.Itoa(s.Port),
-		"ListenAddress 127.0.0.1",
+		"ListenAddress " + s.Host,
 		"HostKey " + filepath.Join(s.Dir, "ssh_host_ed25519_key"),
 		"PidFile none",
 		"AuthorizedKeysFile " + s.AuthorizedKeys,
@@ -358,7 +367,7 @@ func (s *SSHD) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("testbed: %w", err)
 	}
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.sshdConfig)
+	cmd := s.command("-D", "-e", "-f", s.sshdConfig)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir = "/"
@@ -377,14 +386,14 @@ func (s *SSHD) start(ctx context.Context) error {
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
-	if err := waitBanner(ctx, s.Addr, exited); err != nil {
+	if err := waitBanner(ctx, s.Addr, s.dial, exited); err != nil {
 		s.Kill()
 		return fmt.Errorf("testbed: sshd on %s not ready: %w; log %s: %s", s.Addr, err, s.LogFile, s.logTail())
 	}
 	return nil
 }
 
-func waitBanner(ctx context.Context, addr string, exited <-chan struct{}) error {
+func waitBanner(ctx context.Context, addr string, dial dialFunc, exited <-chan struct{}) error {
 	deadline := time.Now().Add(15 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -398,7 +407,7 @@ func waitBanner(ctx context.Context, addr string, exited <-chan struct{}) error 
 			return errors.New("sshd exited")
 		default:
 		}
-		if last = readBanner(addr, deadline); last == nil {
+		if last = readBanner(addr, dial, deadline); last == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -414,8 +423,8 @@ func waitBanner(ctx context.Context, addr string, exited <-chan struct{}) error 
 	}
 }
 
-func readBanner(addr string, deadline time.Time) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func readBanner(addr string, dial dialFunc, deadline time.Time) error {
+	c, err := dial(addr, time.Second)
 	if err != nil {
 		return err
 	}
@@ -467,6 +476,16 @@ func (s *SSHD) Kill() {
 	s.mu.Unlock()
 	if cmd == nil {
 		return
+	}
+	// Its connections outlive it; remember them so Stop can end them.
+	if pid := s.PID(); pid != 0 {
+		for _, p := range descendants(pid) {
+			if p.comm == "sshd" {
+				s.mu.Lock()
+				s.orphans = append(s.orphans, p.pid)
+				s.mu.Unlock()
+			}
+		}
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	select {
@@ -563,6 +582,14 @@ func (s *SSHD) Stop() {
 		}
 	}
 	victims = append(victims, tagged(s.tag)...)
+	s.mu.Lock()
+	for _, p := range s.orphans {
+		if pr, ok := readProc(p); ok && pr.comm == "sshd" {
+			victims = append(victims, p)
+		}
+	}
+	s.orphans = nil
+	s.mu.Unlock()
 	if cmd != nil {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,14 @@ func TestSSHDKillRestartKeepsPortAndKey(t *testing.T) {
 	s := SSHDForTest(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// A connection open across the kill lives on, and Stop must end it.
+	held := exec.CommandContext(ctx, "ssh", "-F", s.ConfigFile, s.Alias, "sleep 60")
+	if err := held.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer held.Wait()
+	poll(t, "the held session", func() bool { return len(s.SessionPIDs()) > 0 })
+	conns := s.ConnPIDs()
 	old := s.PID()
 	s.Kill()
 	if alive(old) {
@@ -84,6 +93,17 @@ func TestSSHDKillRestartKeepsPortAndKey(t *testing.T) {
 	// StrictHostKeyChecking yes with the old known_hosts proves the same key and port.
 	if out, err := s.Exec(ctx, "echo again"); err != nil || strings.TrimSpace(string(out)) != "again" {
 		t.Fatalf("after restart: %q %v", out, err)
+	}
+	for _, p := range conns {
+		if !alive(p) {
+			t.Fatalf("connection process %d died with the listener", p)
+		}
+	}
+	s.Stop()
+	for _, p := range conns {
+		if alive(p) {
+			t.Fatalf("connection process %d of the killed listener survived Stop", p)
+		}
 	}
 }
 
