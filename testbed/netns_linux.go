@@ -175,3 +175,23 @@ func (n *Netns) Close() {
 		}
 	})
 }
+
+type dialFunc func(addr string, timeout time.Duration) (net.Conn, error)
+
+// command is sshd with args, inside the remote namespace when there is one.
+func (s *SSHD) command(args ...string) *exec.Cmd {
+	if s.netns == nil {
+		return exec.Command(SSHDPath, args...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", s.netns.Remote, SSHDPath}, args...)...)
+}
+
+// dial reaches sshd the way a client in the local namespace would.
+func (s *SSHD) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	if s.netns == nil {
+		return net.DialTimeout("tcp", addr, timeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.netns.Dial(ctx, s.netns.Local, "tcp", addr)
+}
