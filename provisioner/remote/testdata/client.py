@@ -27,10 +27,12 @@ elif mode == "exec":
     print("OUT", "".join(out).strip(), flush=True)
     print("STATUS", reply["content"]["status"], flush=True)
 elif mode == "sleep":
-    mid = kc.execute("import time; time.sleep(100)")
+    # Wait until the cell itself runs: a SIGINT that lands in ipykernel's own
+    # code before the cell starts can be lost.
+    mid = kc.execute("import time; print('sleeping', flush=True); time.sleep(100)")
     while True:
         msg = kc.get_iopub_msg(timeout=30)
-        if msg["parent_header"].get("msg_id") == mid and msg["msg_type"] == "execute_input":
+        if msg["parent_header"].get("msg_id") == mid and msg["msg_type"] == "stream":
             break
     print("BUSY", flush=True)
     while True:
