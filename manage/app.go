@@ -26,7 +26,7 @@ type App struct {
 	// looked for beside it. Default: os.Executable.
 	Executable func() (string, error)
 	// RemoteChecks runs the checks of `gopyk list` that need the remote host.
-	// Default: every check is reported as not checked.
+	// Default: connect to each host and ask its remote launcher.
 	RemoteChecks RemoteChecks
 
 	log *slog.Logger
@@ -52,9 +52,6 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if a.Executable == nil {
 		a.Executable = os.Executable
 	}
-	if a.RemoteChecks == nil {
-		a.RemoteChecks = notChecked
-	}
 	if a.Stdin == nil {
 		a.Stdin = strings.NewReader("")
 	}
@@ -77,7 +74,7 @@ func (a *App) rootCommand() *cli.Command {
 	onUsage := func(_ context.Context, cmd *cli.Command, err error, _ bool) error {
 		return usagef("%v; see '%s --help'", lowerFirst(err.Error()), cmd.FullName())
 	}
-	cmds := []*cli.Command{a.listCommand(), a.addCommand(), a.editCommand(), a.deleteCommand()}
+	cmds := []*cli.Command{a.listCommand(), a.addCommand(), a.editCommand(), a.deleteCommand(), a.wsProxyCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = onUsage
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/sshconf"
@@ -54,11 +55,31 @@ func (a *App) runList(ctx context.Context, cmd *cli.Command) error {
 			rep.Kernels = append(rep.Kernels, localReport(s))
 		}
 	}
+	// SSH specs are checked in parallel, each under its own deadline, over
+	// one connection per host.
+	checks := a.RemoteChecks
+	if checks == nil {
+		rc := newRemoteChecker()
+		defer rc.close()
+		checks = rc.check
+	}
+	var ssh []*kernelspec.Spec
 	for _, s := range specs {
 		if s.Gopyk != nil && showSSH {
-			rep.Kernels = append(rep.Kernels, a.sshKernelReport(ctx, s, cmd.Bool("no-check")))
+			ssh = append(ssh, s)
 		}
 	}
+	reports := make([]kernelReport, len(ssh))
+	var wg sync.WaitGroup
+	for i, s := range ssh {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reports[i] = a.sshKernelReport(ctx, s, cmd.Bool("no-check"), checks)
+		}()
+	}
+	wg.Wait()
+	rep.Kernels = append(rep.Kernels, reports...)
 	if cmd.Bool("json") {
 		enc := json.NewEncoder(a.Stdout)
 		enc.SetIndent("", "  ")
@@ -88,7 +109,7 @@ func localReport(s *kernelspec.Spec) kernelReport {
 	}
 }
 
-func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck bool) kernelReport {
+func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck bool, checks RemoteChecks) kernelReport {
 	r := localReport(s)
 	r.Kind = "ssh"
 	g := *s.Gopyk
@@ -136,7 +157,7 @@ func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck b
 	case noCheck:
 		sr.Remote = unknownRemote("not checked (--no-check)")
 	default:
-		sr.Remote = a.RemoteChecks(ctx, s, route)
+		sr.Remote = checks(ctx, s, route)
 	}
 	return r
 }

@@ -35,11 +35,6 @@ type RemoteChecks func(ctx context.Context, spec *kernelspec.Spec, route sshconf
 // remoteLabels are the lines RemoteChecks fills in, in sshpyk's order.
 var remoteLabels = []string{"SSH Connection", "Remote System", "Remote Python", "Remote Kernel Name"}
 
-// notChecked is the RemoteChecks used until gopyk can connect by itself.
-func notChecked(context.Context, *kernelspec.Spec, sshconf.Route) []Check {
-	return unknownRemote("not checked")
-}
-
 func unknownRemote(why string) []Check {
 	checks := make([]Check, len(remoteLabels))
 	for i, l := range remoteLabels {

@@ -17,10 +17,11 @@ import (
 
 // Actions of an exec session.
 const (
-	ActionLaunch = "launch" // start a supervisor and its kernel
-	ActionStatus = "status" // is the supervisor of Params.RunDir alive? (Reply as for launch)
-	ActionList   = "list"   // every supervisor of this user (Reply.Kernels); removes stale run dirs
-	ActionProxy  = "proxy"  // join the session to Params.Target (see ExecConn)
+	ActionLaunch  = "launch"  // start a supervisor and its kernel
+	ActionStatus  = "status"  // is the supervisor of Params.RunDir alive? (Reply as for launch)
+	ActionList    = "list"    // every supervisor of this user (Reply.Kernels); removes stale run dirs
+	ActionInspect = "inspect" // host, python, jupyter_client and the kernel spec, for gopyk list
+	ActionProxy   = "proxy"   // join the session to Params.Target (see ExecConn)
 )
 
 // Error codes of a remote error reply (ReplyError.Code).
@@ -139,9 +140,11 @@ type Reply struct {
 	Python           string `json:"python"` // version of the python running the launcher
 	PythonExecutable string `json:"python_executable"`
 
-	Kernels      []Reply  `json:"kernels,omitempty"` // ActionList
-	Removed      []string `json:"removed,omitempty"` // ActionList: stale run dirs removed
-	CacheWarning string   `json:"cache_warning,omitempty"`
+	JupyterClient string   `json:"jupyter_client,omitempty"` // ActionInspect: its version, "" if not importable
+	KernelError   string   `json:"kernel_error,omitempty"`   // ActionInspect: why the kernel spec was not found
+	Kernels       []Reply  `json:"kernels,omitempty"`        // ActionList
+	Removed       []string `json:"removed,omitempty"`        // ActionList: stale run dirs removed
+	CacheWarning  string   `json:"cache_warning,omitempty"`
 
 	// Filled on error replies (OK false); Run turns them into *ReplyError.
 	Code        string   `json:"code,omitempty"`

@@ -1,0 +1,118 @@
+package manage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/provisioner/remote"
+	"github.com/gopyk/gopyk/sshconf"
+)
+
+// remoteCheckTimeout bounds the remote checks of one spec: `gopyk list` never hangs
+// on a host that does not answer.
+var remoteCheckTimeout = 30 * time.Second
+
+// remoteChecker runs the remote checks of `gopyk list`, dialling each host
+// once however many specs use it.
+type remoteChecker struct {
+	mu    sync.Mutex
+	conns map[string]*hostConn
+}
+
+type hostConn struct {
+	once sync.Once
+	c    *sshconf.Client
+	err  error
+	took time.Duration
+}
+
+func newRemoteChecker() *remoteChecker { return &remoteChecker{conns: map[string]*hostConn{}} }
+
+func (rc *remoteChecker) conn(ctx context.Context, g kernelspec.Gopyk, route sshconf.Route) *hostConn {
+	key := g.SSHHostAlias + "\x00" + g.SSHConfig
+	rc.mu.Lock()
+	hc := rc.conns[key]
+	if hc == nil {
+		hc = &hostConn{}
+		rc.conns[key] = hc
+	}
+	rc.mu.Unlock()
+	hc.once.Do(func() {
+		t := time.Now()
+		hc.c, hc.err = sshconf.Dial(ctx, route, sshconf.DialOptions{})
+		hc.took = time.Since(t)
+	})
+	return hc
+}
+
+func (rc *remoteChecker) close() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, hc := range rc.conns {
+		if hc.c != nil {
+			hc.c.Close()
+		}
+	}
+}
+
+// check is a RemoteChecks: connection, remote system, python, jupyter_client,
+// and the remote kernel spec, from one exec of the remote launcher.
+func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route sshconf.Route) []Check {
+	ctx, cancel := context.WithTimeout(ctx, remoteCheckTimeout)
+	defer cancel()
+	g := *s.Gopyk
+	t := route.Target()
+	hc := rc.conn(ctx, g, route)
+	if hc.err != nil {
+		return append([]Check{{Label: "SSH Connection", Status: StatusError, Message: oneLine(hc.err.Error())}},
+			unknownRemote("not checked: no connection")[1:]...)
+	}
+	conn := Check{Label: "SSH Connection", Status: StatusOK,
+		Message: fmt.Sprintf("%s@%s:%d (%v)", t.User, t.HostName, t.Port, hc.took.Round(time.Millisecond))}
+
+	sess, err := hc.c.NewSession()
+	if err != nil {
+		return append([]Check{conn, {Label: "Remote System", Status: StatusError, Message: "open an exec session: " + err.Error()}},
+			unknownRemote("not checked")[2:]...)
+	}
+	r, err := remote.Exec(ctx, sess, remote.Params{Action: remote.ActionInspect, KernelName: g.RemoteKernelName,
+		Python: g.RemotePython, Pre: g.RemotePre})
+	if err != nil {
+		// The launcher did not run: the python (or the pre-command) is the problem.
+		return []Check{conn,
+			{Label: "Remote System", Status: StatusUnknown, Message: "not checked"},
+			{Label: "Remote Python", Status: StatusError, Message: oneLine(err.Error())},
+			{Label: "Remote Kernel Name", Status: StatusUnknown, Message: "not checked: no usable python"},
+		}
+	}
+	checks := []Check{conn,
+		{Label: "Remote System", Status: StatusInfo, Message: r.Uname},
+		{Label: "Remote Python", Status: StatusOK, Message: fmt.Sprintf("%s (Python %s)", r.PythonExecutable, r.Python)},
+	}
+	if r.JupyterClient != "" {
+		checks = append(checks, Check{Label: "Remote jupyter_client", Status: StatusOK, Message: r.JupyterClient})
+	} else {
+		checks = append(checks, Check{Label: "Remote jupyter_client", Status: StatusWarning,
+			Message: "not importable by this python (ipykernel needs it; gopyk itself does not)"})
+	}
+	if r.KernelError != "" {
+		msg := r.KernelError
+		if len(r.KernelNames) > 0 {
+			msg += "; fix: gopyk edit --kernel-name " + s.Name + " --remote-kernel-name NAME with one of: " + strings.Join(r.KernelNames, ", ")
+		}
+		return append(checks, Check{Label: "Remote Kernel Name", Status: StatusError, Message: oneLine(msg)})
+	}
+	mode := r.InterruptMode
+	if mode == "" {
+		mode = "signal"
+	}
+	checks = append(checks,
+		Check{Label: "Remote Kernel Name", Status: StatusOK, Message: fmt.Sprintf("%s (%s)", r.KernelName, r.SpecDir)},
+		Check{Label: "Remote Interrupt Mode", Status: StatusInfo, Message: mode},
+		Check{Label: "Remote Command", Status: StatusInfo, Message: strings.Join(r.Argv, " ")})
+	return checks
+}
