@@ -1155,6 +1155,33 @@ def proxy(params, stdin):
     os._exit(0)
 
 
+# ---------------------------------------------------------------- inspect
+
+
+def inspect(params):
+    """What `gopyk list` checks: this host, this python, and the kernel spec."""
+    res = {"ok": True}
+    res.update(host_facts())
+    try:
+        import jupyter_client
+
+        res["jupyter_client"] = getattr(jupyter_client, "__version__", "importable")
+    except Exception:
+        res["jupyter_client"] = ""
+    name = params.get("kernel_name") or "python3"
+    res["kernel_name"] = name
+    try:
+        spec = find_spec(name)
+    except Fail as e:
+        res["kernel_error"] = str(e)
+        res["kernel_names"] = e.extra.get("kernel_names", [])
+        return res
+    res["spec_dir"] = spec["resource_dir"]
+    res["argv"] = spec["argv"]
+    res["interrupt_mode"] = spec["interrupt_mode"]
+    return res
+
+
 # ---------------------------------------------------------------- entry
 
 
@@ -1181,6 +1208,8 @@ def main(params_line, stdin):
             res = control_call(rd, req, timeout=num(params, "timeout", 30.0))
         elif action == "list":
             res = list_kernels()
+        elif action == "inspect":
+            res = inspect(params)
         elif action == "proxy":
             proxy(params, stdin)
         else:
