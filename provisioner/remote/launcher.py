@@ -298,6 +298,9 @@ def fits(run_dir):
 
 
 def new_run_dir():
+    """Make a private run dir and bind its control socket there. Falls back to
+    /tmp when the home's paths are too long for unix sockets or its file
+    system cannot hold sockets (AFS, some FUSE mounts)."""
     import binascii
 
     rid = binascii.hexlify(os.urandom(4)).decode()
@@ -312,10 +315,32 @@ def new_run_dir():
                 private_dir(os.path.dirname(base))  # ~/.gopyk
             private_dir(base)
             os.mkdir(path, 0o700)
-            return path
         except (OSError, Fail) as e:
             errors.append("%s: %s" % (base, e))
+            continue
+        try:
+            return path, control_listener(path)
+        except OSError as e:
+            rmtree(path)
+            errors.append("%s: cannot create a unix socket there: %s" % (base, e))
     raise Fail("run_dir", "cannot create a run directory: " + "; ".join(errors))
+
+
+def control_listener(run_dir):
+    ctl = os.path.join(run_dir, "ctl")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o077)
+        try:
+            listener.bind(ctl)
+        finally:
+            os.umask(old)
+        os.chmod(ctl, 0o600)
+        listener.listen(16)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def free_tcp_ports(n):
@@ -381,6 +406,7 @@ def control_call(run_dir, request, timeout=5.0):
 def list_kernels():
     """Every supervisor of this user; stale run dirs (supervisor dead) are removed."""
     kernels, removed = [], []
+    here = socket.gethostname()
     for base in run_bases():
         try:
             names = sorted(os.listdir(base))
@@ -400,6 +426,11 @@ def list_kernels():
             try:
                 with open(os.path.join(d, "state.json")) as f:
                     st = json.load(f)
+                if st.get("hostname", here) != here:
+                    # A home shared by several login nodes: not ours to judge.
+                    kernels.append({"ok": False, "code": "elsewhere", "run_dir": d, "hostname": st["hostname"],
+                                    "error": "this kernel runs on %s" % st["hostname"]})
+                    continue
                 spid = int(st.get("supervisor_pid", 0))
                 if pid_alive(spid):
                     continue
@@ -482,6 +513,7 @@ class Supervisor(object):
 
     def write_state(self):
         st = {"supervisor_pid": os.getpid(), "kernel_pid": self.proc.pid if self.proc else 0,
+              "hostname": self.facts["hostname"],
               "kernel_name": self.p.get("kernel_name"), "tag": self.p.get("tag", ""), "started": self.started}
         try:
             write_private(os.path.join(self.run_dir, "state.json"), json.dumps(st).encode())
@@ -986,16 +1018,8 @@ def launch(params, stdin):
         raise Fail("bad_params", "env must be an object")
     spec = find_spec(params["kernel_name"])
     facts = host_facts()
-    run_dir = new_run_dir()
+    run_dir, listener = new_run_dir()
     try:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o077)
-        try:
-            listener.bind(os.path.join(run_dir, "ctl"))
-        finally:
-            os.umask(old)
-        os.chmod(os.path.join(run_dir, "ctl"), 0o600)
-        listener.listen(16)
         sup = Supervisor(params, spec, run_dir, listener, facts)
     except BaseException:
         rmtree(run_dir)
