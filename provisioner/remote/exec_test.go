@@ -316,3 +316,42 @@ func TestKeyStaysSecret(t *testing.T) {
 
 // What the provisioner passes to Exec and ExecDialer.
 var _ Session = (*ssh.Session)(nil)
+
+// list removes run dirs whose supervisor died on this host, and leaves those
+// of other hosts sharing the home alone.
+func TestListStaleDirs(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	host, _ := os.Hostname()
+	run := filepath.Join(b.home, ".gopyk", "run")
+	mk := func(name, state string) string {
+		d := filepath.Join(run, name)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "state.json"), []byte(state), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	dead := mk("deadbeef", `{"supervisor_pid": 2147483, "kernel_pid": 0, "hostname": "`+host+`"}`)
+	other := mk("0therh0s", `{"supervisor_pid": 2147483, "kernel_pid": 0, "hostname": "login-elsewhere"}`)
+	fresh := filepath.Join(run, "c0ffee00") // a launch in progress: no state.json yet
+	if err := os.MkdirAll(fresh, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.exec(Params{Action: ActionList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exists(dead) || !exists(other) || !exists(fresh) {
+		t.Errorf("after list: dead %v other %v fresh %v (removed %v)", exists(dead), exists(other), exists(fresh), r.Removed)
+	}
+	var sawOther bool
+	for _, k := range r.Kernels {
+		sawOther = sawOther || k.RunDir == other && k.Code == "elsewhere" && k.Hostname == "login-elsewhere"
+	}
+	if !sawOther {
+		t.Errorf("list does not report the other host's kernel: %+v", r.Kernels)
+	}
+}
