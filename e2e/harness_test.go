@@ -26,6 +26,12 @@ const python = "/usr/bin/python3"
 var binDir string
 
 func TestMain(m *testing.M) {
+	// A test re-executed inside a network namespace (netns_test.go) reuses
+	// its parent's binaries.
+	if d := os.Getenv("GOPYK_E2E_BINDIR"); d != "" {
+		binDir = d
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "gopyk-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -56,7 +62,12 @@ type env struct {
 
 func newEnv(t *testing.T, addArgs ...string) *env {
 	t.Helper()
-	sshd := testbed.SSHDForTest(t, testbed.Options{})
+	return newEnvWith(t, testbed.SSHDForTest(t, testbed.Options{}), addArgs...)
+}
+
+// newEnvWith is newEnv around an sshd the caller started.
+func newEnvWith(t *testing.T, sshd *testbed.SSHD, addArgs ...string) *env {
+	t.Helper()
 	home := t.TempDir()
 	e := &env{t: t, sshd: sshd, home: home, spec: "gpk_e2e"}
 	e.vars = append(os.Environ(),

@@ -25,6 +25,7 @@ type forwarder struct {
 	channel string
 	ln      net.Listener
 	dial    dialFunc
+	ready   func(ctx context.Context) error // waits for a live SSH connection
 	log     *slog.Logger
 
 	mu    sync.Mutex
@@ -43,14 +44,23 @@ func listenLocal(ip string, port int) (net.Listener, error) {
 	return ln, nil
 }
 
-func newForwarder(channel string, ln net.Listener, dial dialFunc, log *slog.Logger) *forwarder {
-	return &forwarder{channel: channel, ln: ln, dial: dial, log: log, conns: map[net.Conn]struct{}{}}
+func newForwarder(channel string, ln net.Listener, dial dialFunc, ready func(context.Context) error, log *slog.Logger) *forwarder {
+	return &forwarder{channel: channel, ln: ln, dial: dial, ready: ready, log: log, conns: map[net.Conn]struct{}{}}
 }
 
 // serve runs until ctx ends or the listener is closed.
+//
+// While the SSH connection is down it stops accepting: clients reconnecting
+// meanwhile wait in the listen backlog, with what they send kept by the OS,
+// instead of each holding a goroutine and a descriptor here for as long as
+// the outage lasts (ZMQ gives up a silent handshake every 30 s and dials
+// again). At most one accepted connection per channel waits for the link.
 func (f *forwarder) serve(ctx context.Context) {
 	defer f.wg.Wait()
 	for {
+		if err := f.ready(ctx); err != nil {
+			return
+		}
 		lc, err := f.ln.Accept()
 		if err != nil {
 			return

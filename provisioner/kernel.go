@@ -17,11 +17,12 @@ import (
 )
 
 // Reconnect tuning. The cap is low on purpose: while the network is down a
-// dial fails fast (no route), and once it is back we want the next attempt to
-// come within a couple of seconds, not after a long back-off.
+// dial fails at once (no route, no DNS), so an attempt a second costs next to
+// nothing, and once the network is back the next attempt comes within a
+// second: the first cell after an outage must run within 2 s of link-up.
 var (
 	backoffStart = 250 * time.Millisecond
-	backoffMax   = 2 * time.Second
+	backoffMax   = time.Second
 	giveUpAfter  = 12 * time.Hour
 	redialTime   = 20 * time.Second // one reconnect attempt, dial + re-attach
 )
@@ -81,7 +82,7 @@ func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
 			k.closeForwarders()
 			return nil, err
 		}
-		k.fwd[i] = newForwarder(name, ln, k.dialChannel, log)
+		k.fwd[i] = newForwarder(name, ln, k.dialChannel, k.waitUp, log)
 	}
 	// Ports that were 0 are now chosen: clients must learn them.
 	k.cfg.Local.ShellPort, k.cfg.Local.IOPubPort, k.cfg.Local.StdinPort = k.fwd[0].port(), k.fwd[1].port(), k.fwd[2].port()
@@ -277,6 +278,12 @@ func (k *kernel) client(ctx context.Context) (*sshconf.Client, *remote.Reply, er
 	}
 }
 
+// waitUp returns once a connection is live, or with ctx's error.
+func (k *kernel) waitUp(ctx context.Context) error {
+	_, _, err := k.client(ctx)
+	return err
+}
+
 func (k *kernel) dialChannel(ctx context.Context, channel string) (net.Conn, error) {
 	c, r, err := k.client(ctx)
 	if err != nil {
@@ -374,15 +381,22 @@ func (k *kernel) event(ev remote.Event) {
 // reconnect restores the SSH connection and the lease after a loss. It
 // returns false when the kernel is finished.
 func (k *kernel) reconnect(old *sshconf.Client) bool {
-	if _, l := k.setDown(); l != nil {
+	_, l := k.setDown()
+	// The old connection first: closing a channel of a stalled connection
+	// writes to it and could block on a full send buffer.
+	old.Close()
+	if l != nil {
 		l.Close()
 	}
-	old.Close()
 	for _, f := range k.fwd {
 		f.drop()
 	}
 	t0 := time.Now()
-	k.log.Warn("connection lost, reconnecting", "host", k.cfg.Gopyk.SSHHostAlias, "err", old.Err())
+	why := old.Err()
+	if why == nil {
+		why = errors.New("the supervisor's lease ended")
+	}
+	k.log.Info("connection lost, reconnecting", "host", k.cfg.Gopyk.SSHHostAlias, "err", why)
 	backoff := backoffStart
 	logged := false
 	for {
@@ -394,8 +408,7 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 			k.log.Info("reconnected", "host", k.cfg.Gopyk.SSHHostAlias, "after", time.Since(t0).Round(time.Millisecond))
 			return true
 		}
-		var re *remote.ReplyError
-		if errors.As(err, &re) && re.Code == remote.CodeGone {
+		if errors.Is(err, remote.ErrGone) {
 			k.finish(fmt.Errorf("%w: %v", ErrKernelDied, err))
 			return false
 		}
@@ -404,7 +417,7 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 			return false
 		}
 		if !logged {
-			k.log.Info("reconnect failed, retrying", "in", backoff, "err", err)
+			k.log.Info("reconnect failed, retrying", "in", backoff, "until", backoffMax, "err", err)
 			logged = true
 		} else {
 			k.log.Debug("reconnect failed, retrying", "in", backoff, "err", err)
@@ -589,12 +602,13 @@ func (k *kernel) teardown() {
 	k.mu.Unlock()
 	k.cancel()
 	c, l := k.setDown()
-	if l != nil {
-		l.Close()
-	}
 	k.closeForwarders()
+	// The connection before the lease: see reconnect.
 	if c != nil {
 		c.Close()
+	}
+	if l != nil {
+		l.Close()
 	}
 	k.wg.Wait()
 }

@@ -195,3 +195,15 @@ func (s *SSHD) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	defer cancel()
 	return s.netns.Dial(ctx, s.netns.Local, "tcp", addr)
 }
+
+// SessionPIDsIn is SSHD.SessionPIDs for the sshd whose Dir is dir, for a
+// process that has only the directory (a test re-executed in a namespace).
+func SessionPIDsIn(dir string) []int {
+	var out []int
+	for _, p := range tagged("GOPYK_TESTBED=" + dir) {
+		if alive(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
