@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -22,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,7 +71,7 @@ func writeTestPKI(t testing.TB, dir string) (caFile, certFile, keyFile string) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"hub.gpk.test"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		KeyUsage: x509.KeyUsageDigitalSignature}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
@@ -359,6 +361,85 @@ func TestWSOpenSSHAndSCP(t *testing.T) {
 	}
 	if procs := cmdlinesWith(g.url); len(procs) != 0 {
 		t.Fatalf("ws-proxy processes left after ssh/scp exited:\n%s", strings.Join(procs, "\n"))
+	}
+}
+
+// connectProxy is an HTTP CONNECT proxy that sends every tunnel to
+// 127.0.0.1 on the requested port (so a name like hub.gpk.test needs no DNS)
+// and records what it was asked for.
+func connectProxy(t *testing.T) (addr string, asked chan string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked = make(chan string, 10)
+	var conns []net.Conn
+	var mu sync.Mutex
+	track := func(c net.Conn) { mu.Lock(); conns = append(conns, c); mu.Unlock() }
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			go func() {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil || req.Method != http.MethodConnect {
+					c.Close()
+					return
+				}
+				asked <- req.Host
+				_, port, _ := net.SplitHostPort(req.Host)
+				up, err := net.Dial("tcp", "127.0.0.1:"+port)
+				if err != nil {
+					io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\n\r\n")
+					c.Close()
+					return
+				}
+				track(up)
+				io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+				go func() { io.Copy(up, c); up.Close() }()
+				io.Copy(c, up)
+				c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return l.Addr().String(), asked
+}
+
+// HTTPS_PROXY is honoured: the WebSocket goes through a CONNECT proxy.
+func TestWSHTTPSProxy(t *testing.T) {
+	sshd := testbed.SSHDForTest(t, testbed.Options{})
+	g := startGate(t, sshd, "Token")
+	proxyAddr, asked := connectProxy(t)
+	hubURL := strings.Replace(g.url, "127.0.0.1", "hub.gpk.test", 1)
+	cfg := wsConfig(t, sshd, t.TempDir(), filepath.Join(binDir, "gopyk")+" ws-proxy --token-file "+g.cred+" --cacert "+g.ca+" "+hubURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, "ssh", "-F", cfg, "gpk-ws", "--", "echo proxied")
+	c.Env = append(os.Environ(), "HTTPS_PROXY=http://"+proxyAddr, "NO_PROXY=", "no_proxy=")
+	c.WaitDelay = 5 * time.Second
+	out, err := c.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "proxied" {
+		t.Fatalf("ssh through HTTPS_PROXY: %v\n%s", err, out)
+	}
+	select {
+	case h := <-asked:
+		if h != fmt.Sprintf("hub.gpk.test:%d", g.port) {
+			t.Fatalf("proxy was asked for %q", h)
+		}
+	default:
+		t.Fatal("the connection did not go through HTTPS_PROXY")
 	}
 }
 
