@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -353,5 +354,23 @@ func TestListStaleDirs(t *testing.T) {
 	}
 	if !sawOther {
 		t.Errorf("list does not report the other host's kernel: %+v", r.Kernels)
+	}
+}
+
+// inspect (for gopyk list) reports the python, jupyter_client and the spec.
+func TestInspect(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	r, err := b.exec(Params{Action: ActionInspect, KernelName: "GOPYK-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.JupyterClient, "7.") || r.KernelName != "GoPyk-Test" || r.InterruptMode != "message" ||
+		!strings.HasSuffix(r.SpecDir, "kernels/GoPyk-Test") || len(r.Argv) != 5 || r.Argv[4] != "{connection_file}" || r.KernelError != "" {
+		t.Errorf("inspect: %+v", r)
+	}
+	r, err = b.exec(Params{Action: ActionInspect, KernelName: "nope"})
+	if err != nil || !strings.Contains(r.KernelError, "no kernel spec named 'nope'") || !slices.Contains(r.KernelNames, "python3") {
+		t.Errorf("inspect of an unknown kernel: %+v %v", r, err)
 	}
 }

@@ -1130,6 +1130,36 @@ def supervise(sup, ready_w, abort_r):
         rmtree(sup.run_dir)
 
 
+# ---------------------------------------------------------------- inspect
+
+
+def inspect(params):
+    """What `gopyk list` shows: host, python, jupyter_client and the kernel spec."""
+    res = {"ok": True}
+    res.update(host_facts())
+    try:
+        import jupyter_client  # a real import: "importable" is the question
+
+        res["jupyter_client"] = str(getattr(jupyter_client, "__version__", "unknown version"))
+    except Exception:
+        res["jupyter_client"] = ""
+    name = params.get("kernel_name") or "python3"
+    if isinstance(name, str):
+        try:
+            spec = find_spec(name)
+        except Fail as e:
+            res["kernel_error"] = str(e)
+            res["kernel_names"] = e.extra.get("kernel_names", [])
+            return res
+        argv = list(spec["argv"])
+        if argv[0] in ("python", "python%d" % sys.version_info[0], "python%d.%d" % sys.version_info[:2]):
+            argv[0] = sys.executable
+        rd = spec.get("resource_dir") or ""
+        res.update(kernel_name=os.path.basename(rd) if os.path.isfile(os.path.join(rd, "kernel.json")) else name.lower(),
+                   spec_dir=rd, interrupt_mode=spec["interrupt_mode"], argv=argv)
+    return res
+
+
 # ---------------------------------------------------------------- proxy
 
 
@@ -1177,33 +1207,6 @@ def proxy(params, stdin):
                 break
             write_all(1, data)
     os._exit(0)
-
-
-# ---------------------------------------------------------------- inspect
-
-
-def inspect(params):
-    """What `gopyk list` checks: this host, this python, and the kernel spec."""
-    res = {"ok": True}
-    res.update(host_facts())
-    try:
-        import jupyter_client
-
-        res["jupyter_client"] = getattr(jupyter_client, "__version__", "importable")
-    except Exception:
-        res["jupyter_client"] = ""
-    name = params.get("kernel_name") or "python3"
-    res["kernel_name"] = name
-    try:
-        spec = find_spec(name)
-    except Fail as e:
-        res["kernel_error"] = str(e)
-        res["kernel_names"] = e.extra.get("kernel_names", [])
-        return res
-    res["spec_dir"] = spec["resource_dir"]
-    res["argv"] = spec["argv"]
-    res["interrupt_mode"] = spec["interrupt_mode"]
-    return res
 
 
 # ---------------------------------------------------------------- entry
