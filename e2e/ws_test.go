@@ -536,3 +536,49 @@ func TestWSErrors(t *testing.T) {
 		t.Fatalf("ws-proxy left running after ssh failed:\n%s", strings.Join(procs, "\n"))
 	}
 }
+
+// BenchmarkWSRoundTrip measures one small message there and back over an SSH
+// session (`cat` on the remote side), directly and through gopyk ws-proxy +
+// websockify (TLS): the per-message cost the WebSocket path adds.
+//
+//	go test ./e2e -run '^$' -bench WSRoundTrip -benchtime 2000x
+func BenchmarkWSRoundTrip(b *testing.B) {
+	sshd := testbed.SSHDForTest(b, testbed.Options{})
+	g := startGate(b, sshd, "Token")
+	wsCfg := wsConfig(b, sshd, b.TempDir(), g.proxyCommand())
+	for _, tc := range []struct{ name, cfg, alias string }{
+		{"ssh-direct", sshd.ConfigFile, sshd.Alias},
+		{"ssh-over-websocket", wsCfg, "gpk-ws"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := exec.Command("ssh", "-F", tc.cfg, tc.alias, "--", "cat")
+			in, _ := c.StdinPipe()
+			out, _ := c.StdoutPipe()
+			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := c.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				in.Close()
+				syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+				c.Wait()
+			})
+			msg := bytes.Repeat([]byte("x"), 63)
+			msg = append(msg, '\n')
+			buf := make([]byte, len(msg))
+			roundTrip := func() {
+				if _, err := in.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(out, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			roundTrip() // connection set up outside the timing
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				roundTrip()
+			}
+		})
+	}
+}
