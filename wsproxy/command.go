@@ -1,0 +1,136 @@
+package wsproxy
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ParseCommand recognises a ProxyCommand (tokens already expanded) that runs
+// `gopyk ws-proxy`, so a caller can Dial in-process instead of starting a
+// process. It returns false for anything it cannot read exactly as the shell
+// would (variables, globs, pipes, …); run such commands through the shell.
+// A leading "~/" in a word is the home directory, as in the shell.
+func ParseCommand(proxyCommand string) (Options, bool) {
+	words, ok := shellWords(proxyCommand)
+	if !ok {
+		return Options{}, false
+	}
+	if len(words) > 0 && words[0] == "exec" {
+		words = words[1:]
+	}
+	if len(words) < 2 || filepath.Base(words[0]) != "gopyk" {
+		return Options{}, false
+	}
+	words = words[1:]
+	// Global -v flags may come before the command; logging is the caller's.
+	for len(words) > 0 && strings.HasPrefix(words[0], "-") && strings.Trim(words[0], "-v") == "" {
+		words = words[1:]
+	}
+	if len(words) == 0 || words[0] != "ws-proxy" {
+		return Options{}, false
+	}
+	var o Options
+	fs := flag.NewFlagSet("ws-proxy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.TokenFile, "token-file", "", "")
+	fs.StringVar(&o.TokenEnv, "token-env", "", "")
+	fs.StringVar(&o.CookieFile, "cookie-file", "", "")
+	fs.StringVar(&o.HeaderFile, "header-file", "", "")
+	fs.StringVar(&o.CACert, "cacert", "", "")
+	fs.BoolVar(&o.Insecure, "insecure", false, "")
+	fs.DurationVar(&o.PingInterval, "ping-interval", DefaultPingInterval, "")
+	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", DefaultConnectTimeout, "")
+	// urfave/cli accepts flags after the URL too: parse until nothing is left.
+	args := words[1:]
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return Options{}, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != 1 || o.ConnectTimeout <= 0 {
+		return Options{}, false
+	}
+	o.URL = pos[0]
+	if o.PingInterval == 0 {
+		o.PingInterval = -1 // the flag's 0 means off
+	}
+	return o, true
+}
+
+// shellWords splits s as sh would when s holds only plain words, quotes and
+// backslashes; ok is false if the shell would do more (expansions, operators).
+func shellWords(s string) (words []string, ok bool) {
+	var (
+		cur     strings.Builder
+		inWord  bool
+		quote   rune
+		escaped bool
+	)
+	home, _ := os.UserHomeDir()
+	flush := func() {
+		if inWord {
+			words = append(words, cur.String())
+		}
+		cur.Reset()
+		inWord = false
+	}
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
+		r := rs[i]
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case quote == '\'':
+			if r == '\'' {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case quote == '"':
+			switch r {
+			case '"':
+				quote = 0
+			case '$', '`', '\\':
+				return nil, false
+			default:
+				cur.WriteRune(r)
+			}
+		case r == '\\':
+			escaped, inWord = true, true
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t' || r == '\n':
+			flush()
+		case strings.ContainsRune("$`;|&<>()*?[]{}#!=~", r):
+			// '=' only matters for "--flag=~/x" tilde forms and assignments;
+			// plain "--flag=value" stays supported below.
+			switch {
+			case r == '~' && !inWord && home != "" && i+1 < len(rs) && rs[i+1] == '/':
+				cur.WriteString(home)
+				inWord = true
+			case r == '=' && inWord && strings.HasPrefix(cur.String(), "-") && (i+1 >= len(rs) || rs[i+1] != '~'):
+				cur.WriteRune(r)
+			default:
+				return nil, false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 || escaped {
+		return nil, false
+	}
+	flush()
+	return words, true
+}
