@@ -48,7 +48,7 @@ demo: build
 	$(GO) run ./demo
 
 bench: build
-	@echo "bench: not yet (issue 8)"
+	$(GO) run ./bench $(BENCHFLAGS)
 
 clean:
 	rm -rf $(BIN)

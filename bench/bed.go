@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gopyk/gopyk/testbed"
+	"github.com/gopyk/gopyk/wire"
+)
+
+const python = "/usr/bin/python3"
+
+// bed is the test bed every figure is measured on: one sshd on loopback,
+// a toxiproxy proxy in front of it, and a Jupyter data dir holding two gopyk
+// specs (direct and through the proxy).
+type bed struct {
+	bin      string // dir holding gopyk and gopyk-kernel
+	sshd     *testbed.SSHD
+	slow     *slowLink
+	home     string // HOME and Jupyter dirs of the local side
+	env      []string
+	fastSpec string
+	slowSpec string
+
+	mu    sync.Mutex
+	procs []*proc
+}
+
+func newBed(ctx context.Context, binDir string) (*bed, error) {
+	bin, err := filepath.Abs(binDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"gopyk", "gopyk-kernel"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			return nil, fmt.Errorf("%s/%s missing: run make build first: %w", bin, name, err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// IsolateHome: cold launches delete ~/.gopyk, which must not be the
+	// one other test runs on this machine share.
+	sshd, err := testbed.StartSSHD(sctx, testbed.Options{Alias: "gpk-bench", IsolateHome: true})
+	if err != nil {
+		return nil, fmt.Errorf("start the bench sshd: %w", err)
+	}
+	home, err := os.MkdirTemp("", "gopyk-bench-")
+	if err != nil {
+		sshd.Stop()
+		return nil, err
+	}
+	b := &bed{bin: bin, sshd: sshd, home: home, fastSpec: "gpk_bench", slowSpec: "gpk_bench_slow"}
+	b.env = append(os.Environ(),
+		"HOME="+home,
+		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"),
+		"JUPYTER_RUNTIME_DIR="+filepath.Join(home, "runtime"),
+		"JUPYTER_CONFIG_DIR="+filepath.Join(home, "config"),
+		"IPYTHONDIR="+filepath.Join(home, "ipython"),
+		"JUPYTER_PATH=",
+		"PYDEVD_DISABLE_FILE_VALIDATION=1",
+		"PATH="+bin+":"+os.Getenv("PATH"),
+	)
+	if b.slow, err = startSlowLink(sshd, 50*time.Millisecond); err != nil {
+		b.close()
+		return nil, err
+	}
+	for _, s := range []struct{ name, alias, cfg string }{
+		{b.fastSpec, sshd.Alias, sshd.ConfigFile},
+		{b.slowSpec, b.slow.alias, b.slow.config},
+	} {
+		if err := b.gopyk(ctx, "add", "--kernel-name", s.name, "--display-name", s.name,
+			"--ssh-host-alias", s.alias, "--ssh-config", s.cfg,
+			"--remote-kernel-name", "python3", "--remote-python", python); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *bed) close() {
+	b.mu.Lock()
+	procs := b.procs
+	b.procs = nil
+	b.mu.Unlock()
+	for _, p := range procs {
+		p.kill()
+	}
+	if b.slow != nil {
+		b.slow.stop()
+	}
+	b.sshd.Stop()
+	os.RemoveAll(b.home)
+}
+
+func (b *bed) gopyk(ctx context.Context, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, filepath.Join(b.bin, "gopyk"), args...)
+	c.Env = b.env
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("gopyk %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// proc is a process the bench owns, in its own process group, killed by
+// its PID (the group's id) at the end.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+	out  strings.Builder
+}
+
+func (b *bed) start(name string, args ...string) (*proc, error) {
+	c := exec.Command(name, args...)
+	c.Env = b.env
+	c.Dir = b.home
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &proc{cmd: c, done: make(chan struct{})}
+	pr, pw := io.Pipe()
+	c.Stdout, c.Stderr = pw, pw
+	if err := c.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			if p.out.Len() < 1<<16 {
+				p.out.WriteString(sc.Text() + "\n")
+			}
+			p.mu.Unlock()
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		c.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	b.mu.Lock()
+	b.procs = append(b.procs, p)
+	b.mu.Unlock()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.TrimSpace(p.out.String())
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits up to d for the process to exit on its own.
+func (p *proc) wait(d time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (p *proc) kill() {
+	if !p.exited() {
+		syscall.Kill(-p.pid(), syscall.SIGKILL)
+		p.wait(5 * time.Second)
+	}
+}
+
+// stop asks politely (SIGTERM), then kills.
+func (p *proc) stop(d time.Duration) {
+	if p.exited() {
+		return
+	}
+	syscall.Kill(p.pid(), syscall.SIGTERM)
+	if !p.wait(d) {
+		p.kill()
+	}
+}
+
+// newConn is a connection file as Jupyter writes one before starting a
+// kernel's argv: five free local ports and a fresh key.
+func (b *bed) newConn(kernel string) (string, wire.ConnInfo, error) {
+	ports, err := wire.FreeTCPPorts(5)
+	if err != nil {
+		return "", wire.ConnInfo{}, err
+	}
+	ci := wire.ConnInfo{IP: "127.0.0.1", Key: wire.NewKey(), Transport: "tcp", SignatureScheme: "hmac-sha256", KernelName: kernel}
+	ci.SetPorts(ports)
+	dir := filepath.Join(b.home, "runtime")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", ci, err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("kernel-bench-%d.json", time.Now().UnixNano()))
+	return path, ci, wire.WriteConnInfo(path, ci)
+}
+
+// kernel is a started kernel (gopyk-kernel or a local ipykernel) and a
+// client that saw it ready.
+type kernel struct {
+	p  *proc
+	ci wire.ConnInfo
+	c  *wire.Client
+}
+
+// startGopyk runs gopyk-kernel as Jupyter does: a connection file first,
+// then the spec's argv.
+func (b *bed) startGopyk(ctx context.Context, spec string) (*kernel, error) {
+	cf, ci, err := b.newConn(spec)
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.start(filepath.Join(b.bin, "gopyk-kernel"), "--kernel", spec, "--connection-file", cf)
+	if err != nil {
+		return nil, err
+	}
+	return b.ready(ctx, p, ci)
+}
+
+// startLocal runs the python3 spec's argv locally: the baseline.
+func (b *bed) startLocal(ctx context.Context) (*kernel, error) {
+	cf, ci, err := b.newConn("python3")
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.start(python, "-m", "ipykernel_launcher", "-f", cf)
+	if err != nil {
+		return nil, err
+	}
+	return b.ready(ctx, p, ci)
+}
+
+func (b *bed) ready(ctx context.Context, p *proc, ci wire.ConnInfo) (*kernel, error) {
+	c, err := connect(ctx, ci, p)
+	if err != nil {
+		p.kill()
+		return nil, err
+	}
+	return &kernel{p: p, ci: ci, c: c}, nil
+}
+
+// connect dials a client and waits until the kernel answers and iopub
+// delivers; a process that exits meanwhile is the error.
+func connect(ctx context.Context, ci wire.ConnInfo, p *proc) (*wire.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if p != nil {
+		go func() {
+			select {
+			case <-p.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	c, err := wire.Dial(ctx, ci)
+	if err == nil {
+		if err = c.WaitReady(ctx); err != nil {
+			c.Close()
+		}
+	}
+	if err != nil {
+		if p != nil && p.exited() {
+			return nil, fmt.Errorf("%s exited before the kernel was ready: %s", p.cmd.Args[0], p.output())
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// shutdown ends a kernel the way Jupyter does: shutdown_request on the
+// control channel, then wait for the process to exit, then kill it.
+// It reports whether the process exited on its own.
+func (k *kernel) shutdown(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if k.c != nil {
+		k.c.Shutdown(ctx, false)
+		k.c.Close()
+	}
+	clean := k.p.wait(20 * time.Second)
+	if !clean {
+		k.p.kill()
+	}
+	return clean
+}
+
+// remoteKernels lists session processes of the bench sshd that are kernels
+// or gopyk supervisors.
+func (b *bed) remoteKernels() []int {
+	var out []int
+	for _, pid := range b.sshd.SessionPIDs() {
+		cl := cmdline(pid)
+		if strings.Contains(cl, "ipykernel") || strings.Contains(cl, "gopyk") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// waitNoRemote polls until no remote kernel or supervisor is left.
+func (b *bed) waitNoRemote(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		left := b.remoteKernels()
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d remote processes left after %v: %v", len(left), d, left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var errSkipped = errors.New("skipped")

@@ -1,0 +1,41 @@
+"""Launch a kernel spec n times the way Jupyter does and print one JSON line
+per launch: KernelManager.start_kernel() until wait_for_ready() (a
+kernel_info_reply and a message on iopub), then a graceful shutdown.
+Usage: launch.py SPEC N [DIR_TO_DELETE_BEFORE_EACH_LAUNCH]"""
+import json
+import shutil
+import sys
+import time
+
+from jupyter_client import KernelManager
+
+
+def main():
+    name, n = sys.argv[1], int(sys.argv[2])
+    cold = sys.argv[3] if len(sys.argv) > 3 else ""
+    for _ in range(n):
+        if cold:
+            shutil.rmtree(cold, ignore_errors=True)
+        km = KernelManager(kernel_name=name)
+        t0 = time.perf_counter()
+        km.start_kernel()
+        kc = km.client()
+        # No heartbeat channel: its 1 s time_to_dead misfires at 100 ms RTT,
+        # and Jupyter Server decides liveness from the process anyway.
+        kc.start_channels(hb=False)
+        try:
+            kc.wait_for_ready(timeout=120)
+            t1 = time.perf_counter()
+        except Exception as e:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+            print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
+            sys.exit(1)
+        kc.stop_channels()
+        t2 = time.perf_counter()
+        km.shutdown_kernel(now=False)
+        t3 = time.perf_counter()
+        print(json.dumps({"launch": t1 - t0, "shutdown": t3 - t2}), flush=True)
+
+
+main()

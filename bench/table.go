@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// markdown renders the one table of the run, with the machine it ran on.
+func (r *results) markdown() string {
+	var sb strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&sb, format+"\n", a...) }
+	host, _ := os.Hostname()
+	w("## gopyk benchmarks, %s", r.start.UTC().Format("2006-01-02 15:04 UTC"))
+	w("")
+	w("Machine: %s, %s, %d CPUs, %s; load average %s at the start, %s at the end; run took %v.",
+		host, cpuModel(), runtime.NumCPU(), runtime.Version(), strings.TrimSpace(r.loadStart), strings.TrimSpace(r.loadEnd),
+		r.end.Sub(r.start).Round(time.Second))
+	w("Test bed: OpenSSH sshd on 127.0.0.1 (package testbed), Debian's ipykernel as the remote kernel spec `python3`; "+
+		"launches by jupyter_client %s's KernelManager until wait_for_ready; round trips and throughput with one Go client (wire) for every row. "+
+		"MB = MiB. Flags: -n %d -rt %d -mb %d -idle %v -cycles %d -scale %d.",
+		r.jupyterClient, r.opts.launches, r.opts.roundTrips, r.opts.mb, r.opts.idle, r.opts.cycles, r.opts.scale)
+	w("")
+	w("| figure | local kernel (baseline) | gopyk | other, same run | target | | sshpyk 1.2 (DESIGN.md) |")
+	w("|---|---|---|---|---|---|---|")
+
+	lm := median(r.local.launch)
+	launchRow := func(name string, g launches, sshpyk string) {
+		gm := median(g.launch)
+		other := ""
+		if gm > 0 && lm > 0 {
+			other = fmt.Sprintf("gopyk − local = %+.2f s", (gm - lm).Seconds())
+		}
+		w("| %s (min / median / max) | %s | %s | %s | ≤ local + 0.30 s | %s | %s |",
+			name, minMedMax(r.local.launch), minMedMax(g.launch), other, verdict(gm > 0 && lm > 0, gm <= lm+300*time.Millisecond), sshpyk)
+	}
+	launchRow("launch, cold (no cached launcher)", r.cold, "2.28 s (local 0.95 s: +1.33 s)")
+	launchRow("launch, repeated", r.warm, "1.95 s (+1.00 s)")
+	w("| shutdown by KernelManager (median) | %s | %s | | | | |", durOr(median(r.local.shutdown)), durOr(median(r.warm.shutdown)))
+
+	lrt, grt := median(r.rtLocal), median(r.rtGopyk)
+	var ssh []string
+	for _, m := range []sshMode{sshExec, sshPty, sshNoSession} {
+		if d := r.rtSSH[m.name]; len(d) > 0 {
+			ssh = append(ssh, fmt.Sprintf("%s: %s", m.name, medP99(d)))
+		}
+	}
+	ratio := ""
+	if lrt > 0 && grt > 0 {
+		ratio = fmt.Sprintf(" (%.2f×)", float64(grt)/float64(lrt))
+	}
+	w("| execute round trip of `pass` (median / p99 of %d) | %s | %s%s | %s | ≤ 1.10× local | %s | 6.49 ms vs 4.90 ms (1.32×) |",
+		r.opts.roundTrips, medP99(r.rtLocal), medP99(r.rtGopyk), ratio, strings.Join(ssh, "; "),
+		verdict(lrt > 0 && grt > 0, float64(grt) <= 1.1*float64(lrt)))
+
+	lt, gt := medianF(r.tpLocal), medianF(r.tpGopyk)
+	tpRatio := ""
+	if lt > 0 && gt > 0 {
+		tpRatio = fmt.Sprintf(" (%.2f×)", gt/lt)
+	}
+	w("| %d MB of stream output on iopub (median of %d) | %.1f MB/s | %.1f MB/s%s | | ≥ 0.80× local | %s | 19.9 vs 34.1 MB/s (0.58×) |",
+		r.opts.mb, len(r.tpGopyk), lt, gt, tpRatio, verdict(lt > 0 && gt > 0, gt >= 0.8*lt))
+
+	ir := r.idle
+	measured := ir.window > 0
+	w("| gopyk-kernel RSS: peak (after the above) / idle | — | %s / %s | | ≤ 25 MB | %s | 61.5 MB + an ssh master |",
+		mbOr(r.launcherPeak), mbOr(ir.launcher.rss), verdict(measured, r.launcherPeak <= 25*1024 && ir.launcher.rss <= 25*1024))
+	w("| remote memory beside the kernel: supervisor RSS peak / idle | — | %s / %s | sshd processes of the connection: %s | ≤ 15 MB | %s | 69.5 MB |",
+		mbOr(r.superPeak), mbOr(ir.super.rss), mbOr(r.sshdConn), verdict(measured, ir.super.rss > 0 && r.superPeak <= 15*1024))
+	startedNote := ""
+	if len(ir.started) > 0 {
+		startedNote = ": " + strings.Join(ir.started, ", ")
+	}
+	w("| processes started in %v idle (by gopyk-kernel, the supervisor, or any session of the sshd) | 0 | %d%s | new `ssh` processes machine-wide: %d (other test runs share the machine) | 0 | %s | 48–81 ssh a minute |",
+		ir.window, len(ir.started), startedNote, ir.sshSystem, verdict(measured, len(ir.started) == 0))
+	w("| CPU while idle (%% of one core over %v) | — | gopyk-kernel %.2f %% | supervisor %.2f %% | < 0.5 %% | %s | |",
+		ir.window, ir.launcherCPU, ir.superCPU, verdict(measured, ir.launcherCPU < 0.5 && ir.superCPU < 0.5))
+	c := r.cyc
+	w("| goroutines / fds: before, after 1, after %d launch+shutdown cycles (in-process provisioner) | — | %d / %d → %d / %d → %d / %d | remote processes left: %s | no growth after the first | %s | |",
+		c.n, c.goBefore, c.fdBefore, c.goFirst, c.fdFirst, c.goAfter, c.fdAfter, yesNo(!c.clean, "some", "none"),
+		verdict(c.goFirst > 0, c.goAfter <= c.goFirst && c.fdAfter <= c.fdFirst && c.clean))
+	sg, sl := r.scaleGopyk, r.scaleLocal
+	w("| %d kernels launched at once: all answered after | %s (%d failed) | %s (%d failed) | clean exits after shutdown_request: %d/%d; remote left over: %s | all answer, all shut down cleanly | %s | |",
+		sg.n, durOr(sl.ready), len(sl.failed), durOr(sg.ready), len(sg.failed), sg.clean, sg.n, leftover(sg),
+		verdict(sg.ready > 0, len(sg.failed) == 0 && sg.clean == sg.n && sg.leftErr == nil))
+	rtt := r.rtt
+	slowRow := func(name string, g launches) {
+		gm := median(g.launch)
+		n := 0.0
+		if rtt > 0 && gm > 0 && lm > 0 {
+			n = float64(gm-lm) / float64(rtt)
+		}
+		w("| launch at %v RTT, %s (min / median / max) | %s (no network) | %s | %.1f RTT above the local kernel's start | ≤ kernel start + 10 RTT | %s | |",
+			rtt, name, durOr(lm), minMedMax(g.launch), n, verdict(gm > 0 && lm > 0, n <= 10))
+	}
+	slowRow("cold", r.slowCold)
+	slowRow("repeated", r.slowWarm)
+	sm, ssm := median(r.rtSlow), median(r.rtSlowSSH)
+	w("| execute round trip at %v RTT (median / p99) | %s | %s | %s: %s | ≤ 1.10× ssh -L | %s | |",
+		rtt, medP99(r.rtLocal), medP99(r.rtSlow), sshExec.name, medP99(r.rtSlowSSH), verdict(sm > 0 && ssm > 0, float64(sm) <= 1.1*float64(ssm)))
+	w("")
+	w("Launch: KernelManager.start_kernel() until wait_for_ready() (a kernel_info_reply and a message on iopub); cold launches delete the remote ~/.gopyk (an isolated HOME per bench sshd) before each one; every gopyk launch dials a new SSH connection. " +
+		"Footprint is of a launcher started with a Jupyter-written connection file; RSS from /proc VmHWM/VmRSS. The last round-trip row's target is ours (the issue sets none): within 10 %% of OpenSSH's forwards over the same link.")
+	if len(r.errs) > 0 {
+		w("")
+		w("Not measured in this run:")
+		for _, e := range r.errs {
+			w("- %s", e)
+		}
+	}
+	return sb.String()
+}
+
+func verdict(measured, ok bool) string {
+	if !measured {
+		return "n/a"
+	}
+	return met(ok)
+}
+
+func durOr(d time.Duration) string {
+	if d == 0 {
+		return "n/a"
+	}
+	return dur(d)
+}
+
+func mbOr(kb int) string {
+	if kb == 0 {
+		return "n/a"
+	}
+	return mb(kb)
+}
+
+func yesNo(b bool, y, n string) string {
+	if b {
+		return y
+	}
+	return n
+}
+
+func leftover(s scale) string {
+	if s.leftErr != nil {
+		return s.leftErr.Error()
+	}
+	return "none"
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if i := strings.IndexByte(line, ':'); i >= 0 {
+				return strings.TrimSpace(line[i+1:])
+			}
+		}
+	}
+	return runtime.GOARCH
+}
