@@ -55,5 +55,8 @@ func (a *App) runWSProxy(ctx context.Context, cmd *cli.Command) error {
 	if opts.PingInterval > 0 && opts.PingInterval < time.Second {
 		return usagef("--ping-interval below 1s would flood the server; use e.g. 30s, or 0 to disable")
 	}
+	if wsproxy.URLHasCredentials(opts.URL) {
+		a.warn("the URL carries a credential, which every local user can read in the process list; put it in a file and use --token-file, --cookie-file or --header-file")
+	}
 	return wsproxy.Run(ctx, opts, a.Stdin, a.Stdout)
 }

@@ -36,9 +36,6 @@ func Dial(ctx context.Context, o Options) (net.Conn, error) {
 	default:
 		return nil, fmt.Errorf("%s: scheme %q is not ws or wss; write it as wss://host/path", what, u.Scheme)
 	}
-	if u.User != nil || hasSecretQuery(u) {
-		o.Log.Warn("the URL carries credentials; they are visible in the process list, use --token-file instead")
-	}
 	header, err := o.header()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -146,7 +143,17 @@ func (c *Conn) ping(ctx context.Context, interval time.Duration, o Options) {
 	}
 }
 
-func hasSecretQuery(u *url.URL) bool {
+// URLHasCredentials reports whether rawURL carries user info or a query
+// parameter that looks like a credential (token, key, auth): on a command
+// line those are visible to every local user.
+func URLHasCredentials(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	if u.User != nil {
+		return true
+	}
 	for k := range u.Query() {
 		k = strings.ToLower(k)
 		if strings.Contains(k, "token") || strings.Contains(k, "key") || strings.Contains(k, "auth") {
