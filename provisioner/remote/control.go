@@ -234,11 +234,17 @@ func (c *Control) Restart(ctx context.Context, wait time.Duration) (*Reply, erro
 
 // Event types pushed on a lease.
 const (
-	EventKernelExited = "kernel_exited" // Exit says how; the lease ends right after
+	EventKernelExited = "kernel_exited" // Exit says how (see Event)
 	EventRestarted    = "restarted"     // Status is the new state
 )
 
 // Event is one line the supervisor pushes on a lease.
+//
+// After a kernel_exited with Reason "died" (the kernel exited on its own: a
+// crash, kill -9, or the shutdown_request the local side sent) the supervisor
+// lingers while a lease is held, up to 10 s, so that a Restart or Shutdown
+// that follows still works; it exits as soon as the last lease is closed.
+// After Reason "shutdown" or "restart_failed" it exits and the lease ends.
 type Event struct {
 	Type   string `json:"event"`
 	Reason string `json:"reason"` // kernel_exited: died, shutdown, restart_failed
@@ -247,7 +253,7 @@ type Event struct {
 }
 
 // ErrLeaseClosed is Lease.Err after the supervisor closed the lease: it
-// exited, normally right after a kernel_exited event, or it was killed.
+// exited (after a kernel_exited event) or it was killed.
 var ErrLeaseClosed = errors.New("the supervisor closed the lease")
 
 // Lease holds the kernel: while at least one lease is open the supervisor

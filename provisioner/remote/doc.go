@@ -24,7 +24,9 @@
 // interrupt, persist, shutdown, restart, or lease, which stays open and
 // receives event lines (kernel_exited, restarted). Without leases the
 // supervisor waits the grace period and then stops the kernel, unless
-// persistent. Whenever the kernel is gone for good the supervisor removes
-// the run dir and exits; if the supervisor is killed, the kernel follows
-// (PR_SET_PDEATHSIG on Linux, JPY_PARENT_PID for ipykernel).
+// persistent. When the kernel exits on its own, every lease hears of it at
+// once; the supervisor lingers (while a lease is held, up to 10 s) for a
+// restart or shutdown request, then removes the run dir and exits. If the
+// supervisor is killed, the kernel follows (PR_SET_PDEATHSIG on Linux,
+// JPY_PARENT_PID for ipykernel).
 package remote

@@ -27,6 +27,7 @@ CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 TAIL_LINES = 20
 TAIL_BYTES = 4096
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL
+LINGER = 10.0  # seconds a supervisor whose kernel exited waits for a restart
 DEFAULT_GRACE = 600.0
 DEFAULT_SHUTDOWN = 10.0
 DEFAULT_LAUNCH = 60.0
@@ -672,9 +673,15 @@ class Supervisor(object):
             for w in waiters:
                 w(info)
             return
-        # Died on its own (crash, OOM, kill -9): tell every lease, then go.
+        # Exited on its own (crash, OOM, kill -9, or a shutdown_request the
+        # local side sent before asking us to restart or shut down): tell every
+        # lease at once. Linger while a lease is held, so that such a restart
+        # or shutdown still finds us; leave when the leases go or after LINGER.
         self.notify(dict(info, event="kernel_exited", reason="died"))
-        self.finish()
+        if self.leases():
+            self.timer("linger", LINGER, self.finish)
+        else:
+            self.finish()
 
     def signal_kernel(self, sig):
         try:
@@ -759,6 +766,8 @@ class Supervisor(object):
         if c.lease:
             c.lease = False
             self.log("lease closed (%d left)" % len(self.leases()))
+            if self.state == "exited" and not self.leases() and "linger" in self.timers:
+                self.finish()
             self.arm_grace()
 
     def readable(self, c):
@@ -820,6 +829,7 @@ class Supervisor(object):
             wait = req.get("timeout")
             wait = float(wait) if isinstance(wait, (int, float)) and wait >= 0 else self.shutdown_timeout
             self.log("shutdown requested")
+            self.cancel("linger")
 
             def done(info):
                 self.answer(c, dict(info, ok=True))
@@ -828,12 +838,13 @@ class Supervisor(object):
 
             self.stop(wait, done)
         elif op == "restart":
-            if self.state != "running":
+            if self.state not in ("running", "exited") or self.want_exit:
                 self.answer(c, {"ok": False, "code": "busy", "error": "cannot restart: the kernel is %s" % self.state})
                 return
             wait = req.get("timeout")
             wait = float(wait) if isinstance(wait, (int, float)) and wait >= 0 else self.shutdown_timeout
             self.log("restart requested")
+            self.cancel("linger")
             self.restart(wait, c)
         else:
             self.answer(c, {"ok": False, "code": "bad_request", "error": "unknown op %r" % (op,)})
