@@ -27,6 +27,9 @@ const (
 )
 
 func helperMain() int {
+	if os.Getenv(realEnv) != "" {
+		return Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	}
 	f := newFake(os.Stdout)
 	if ms, err := strconv.Atoi(os.Getenv(dieEnv)); err == nil {
 		go func() {
