@@ -14,6 +14,7 @@ import (
 	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/sshconf"
 	"github.com/gopyk/gopyk/wire"
+	"golang.org/x/crypto/ssh"
 )
 
 // Reconnect tuning. The cap is low on purpose: while the network is down a
@@ -204,11 +205,24 @@ func (k *kernel) exec(ctx context.Context, c *sshconf.Client, p remote.Params) (
 	if err != nil {
 		return nil, fmt.Errorf("open an exec session on %s: %w", k.cfg.Gopyk.SSHHostAlias, err)
 	}
-	r, err := remote.Exec(ctx, s, p)
+	r, err := remote.Exec(ctx, killOnClose{s}, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", k.cfg.Gopyk.SSHHostAlias, err)
 	}
 	return r, nil
+}
+
+// killOnClose kills what still runs of a launcher session when the session
+// is closed before it ended (a launch timeout, a silent remote): closing the
+// channel alone leaves a remote process that reads and writes nothing (a
+// hung pre-command, python stuck on a dead NFS home) running for ever. sshd
+// delivers the signal to the session's process group; the supervisor has
+// its own session (setsid), so it is not touched.
+type killOnClose struct{ *ssh.Session }
+
+func (s killOnClose) Close() error {
+	_ = s.Signal(ssh.SIGKILL)
+	return s.Session.Close()
 }
 
 // leasePing lets the supervisor notice a lease whose network path died
