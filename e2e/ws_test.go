@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/gopyk/gopyk/testbed"
 	"github.com/gopyk/gopyk/wire"
 )
@@ -537,6 +539,36 @@ func TestWSErrors(t *testing.T) {
 	}
 }
 
+// goGateway is a WebSocket-to-TCP bridge in Go (TLS with the gateway
+// certificate in dir), to tell gopyk ws-proxy's share of the cost from
+// websockify's.
+func goGateway(b *testing.B, target, dir string) string {
+	b.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "gw.crt"), filepath.Join(dir, "gw.key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		ws := websocket.NetConn(context.Background(), c, websocket.MessageBinary)
+		defer ws.Close()
+		tcp, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer tcp.Close()
+		go func() { io.Copy(tcp, ws); tcp.Close() }()
+		io.Copy(ws, tcp)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	return strings.Replace(srv.URL, "https://", "wss://", 1) + "/sshd/"
+}
+
 // BenchmarkWSRoundTrip measures one small message there and back over an SSH
 // session (`cat` on the remote side), directly and through gopyk ws-proxy +
 // websockify (TLS): the per-message cost the WebSocket path adds.
@@ -546,9 +578,12 @@ func BenchmarkWSRoundTrip(b *testing.B) {
 	sshd := testbed.SSHDForTest(b, testbed.Options{})
 	g := startGate(b, sshd, "Token")
 	wsCfg := wsConfig(b, sshd, b.TempDir(), g.proxyCommand())
+	goURL := goGateway(b, sshd.Addr, g.dir)
+	goCfg := wsConfig(b, sshd, b.TempDir(), filepath.Join(binDir, "gopyk")+" ws-proxy --cacert "+g.ca+" "+goURL)
 	for _, tc := range []struct{ name, cfg, alias string }{
 		{"ssh-direct", sshd.ConfigFile, sshd.Alias},
 		{"ssh-over-websocket", wsCfg, "gpk-ws"},
+		{"ssh-over-websocket-go-gateway", goCfg, "gpk-ws"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			c := exec.Command("ssh", "-F", tc.cfg, tc.alias, "--", "cat")
