@@ -341,9 +341,24 @@ func TestListStaleDirs(t *testing.T) {
 	if err := os.MkdirAll(fresh, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// Launchers of other gopyk versions: removed when not uploaded for 30 days.
+	oldCache := filepath.Join(b.home, ".gopyk", "launcher-0123456789abcdef.py")
+	recent := filepath.Join(b.home, ".gopyk", "launcher-fedcba9876543210.py")
+	for _, f := range []string{oldCache, recent} {
+		if err := os.WriteFile(f, []byte("pass\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	longAgo := time.Now().Add(-31 * 24 * time.Hour)
+	if err := os.Chtimes(oldCache, longAgo, longAgo); err != nil {
+		t.Fatal(err)
+	}
 	r, err := b.exec(Params{Action: ActionList})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if exists(oldCache) || !exists(recent) || !exists(filepath.Join(b.home, CachePath())) {
+		t.Errorf("cached launchers after list: old %v recent %v current %v", exists(oldCache), exists(recent), exists(filepath.Join(b.home, CachePath())))
 	}
 	if exists(dead) || !exists(other) || !exists(fresh) {
 		t.Errorf("after list: dead %v other %v fresh %v (removed %v)", exists(dead), exists(other), exists(fresh), r.Removed)

@@ -448,7 +448,35 @@ def list_kernels():
                     continue
             rmtree(d)
             removed.append(d)
+    removed.extend(old_launchers())
     return {"ok": True, "kernels": kernels, "removed": removed}
+
+
+def old_launchers(days=30):
+    """Remove cached launchers of other gopyk versions not uploaded for `days`
+    (one still in use elsewhere is simply uploaded again)."""
+    me = os.path.realpath(list_kernels.__code__.co_filename)
+    d = os.path.dirname(me)
+    if not os.path.basename(me).startswith("launcher-"):
+        return []
+    gone = []
+    now = time.time()
+    for sub in ("", "__pycache__"):
+        try:
+            names = os.listdir(os.path.join(d, sub))
+        except OSError:
+            continue
+        for n in names:
+            p = os.path.join(d, sub, n)
+            if not n.startswith("launcher-") or n.split(".")[0] == os.path.basename(me).split(".")[0]:
+                continue
+            try:
+                if now - os.lstat(p).st_mtime > days * 86400:
+                    os.unlink(p)
+                    gone.append(p)
+            except OSError:
+                pass
+    return gone
 
 
 # ---------------------------------------------------------------- supervisor
