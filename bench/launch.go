@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,22 +22,33 @@ type launches struct {
 	launch, shutdown []time.Duration
 }
 
-// runLaunches starts spec n times with jupyter_client's KernelManager (one
-// python process for the series, so its import cost is not counted). With
-// coldDir set, that directory (the remote ~/.gopyk) is deleted before each
-// launch.
-func (b *bed) runLaunches(ctx context.Context, spec string, n int, coldDir string) (launches, error) {
+// series is a kind of launch: a spec, and the directory (the remote
+// ~/.gopyk) deleted before each launch for cold ones.
+type series struct {
+	spec, coldDir string
+	out           *launches
+}
+
+// runLaunches runs n launches of every series, interleaved (a, b, c, a, b,
+// c, …) so that a machine whose load drifts treats them alike, in one
+// jupyter_client process (its import cost is not counted).
+func (b *bed) runLaunches(ctx context.Context, n int, ss ...series) error {
 	script := filepath.Join(b.home, "launch.py")
 	if err := os.WriteFile(script, launchPy, 0o644); err != nil {
-		return launches{}, err
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(n)*90*time.Second)
+	var plan [][2]string
+	var owner []*launches
+	for range n {
+		for _, s := range ss {
+			plan = append(plan, [2]string{s.spec, s.coldDir})
+			owner = append(owner, s.out)
+		}
+	}
+	planJSON, _ := json.Marshal(plan)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(len(plan))*60*time.Second)
 	defer cancel()
-	args := []string{script, spec, strconv.Itoa(n)}
-	if coldDir != "" {
-		args = append(args, coldDir)
-	}
-	c := exec.CommandContext(ctx, python, args...)
+	c := exec.CommandContext(ctx, python, script, string(planJSON))
 	c.Env = b.env
 	c.Dir = b.home
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -51,31 +61,34 @@ func (b *bed) runLaunches(ctx context.Context, spec string, n int, coldDir strin
 	if c.Process != nil {
 		syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 	}
-	var res launches
+	got := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if line == "" {
 			continue
 		}
 		var r struct {
+			I                int
 			Launch, Shutdown float64
 			Error            string
 		}
-		if jerr := json.Unmarshal([]byte(line), &r); jerr != nil {
-			return res, fmt.Errorf("launch driver printed %q: %w", line, jerr)
+		if jerr := json.Unmarshal([]byte(line), &r); jerr != nil || r.I < 0 || r.I >= len(plan) {
+			return fmt.Errorf("launch driver printed %q: %v", line, jerr)
 		}
 		if r.Error != "" {
-			return res, fmt.Errorf("launch %s: %s; stderr: %s", spec, r.Error, tail(stderr.String()))
+			return fmt.Errorf("launch %d (%s): %s; stderr: %s", r.I+1, plan[r.I][0], r.Error, tail(stderr.String()))
 		}
-		res.launch = append(res.launch, secs(r.Launch))
-		res.shutdown = append(res.shutdown, secs(r.Shutdown))
+		o := owner[r.I]
+		o.launch = append(o.launch, secs(r.Launch))
+		o.shutdown = append(o.shutdown, secs(r.Shutdown))
+		got++
 	}
 	if err != nil {
-		return res, fmt.Errorf("launch driver for %s: %w; stderr: %s", spec, err, tail(stderr.String()))
+		return fmt.Errorf("launch driver: %w; stderr: %s", err, tail(stderr.String()))
 	}
-	if len(res.launch) != n {
-		return res, fmt.Errorf("launch driver for %s: %d of %d launches reported", spec, len(res.launch), n)
+	if got != len(plan) {
+		return fmt.Errorf("launch driver: %d of %d launches reported", got, len(plan))
 	}
-	return res, nil
+	return nil
 }
 
 func secs(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }

@@ -1,7 +1,9 @@
-"""Launch a kernel spec n times the way Jupyter does and print one JSON line
-per launch: KernelManager.start_kernel() until wait_for_ready() (a
+"""Launch kernel specs the way Jupyter does and print one JSON line per
+launch: KernelManager.start_kernel() until wait_for_ready() (a
 kernel_info_reply and a message on iopub), then a graceful shutdown.
-Usage: launch.py SPEC N [DIR_TO_DELETE_BEFORE_EACH_LAUNCH]"""
+Usage: launch.py PLAN_JSON, a list of [spec, dir_to_delete_first_or_empty]
+run in order (the Go side interleaves the series, so load drifts on a busy
+machine hit every series alike)."""
 import json
 import shutil
 import sys
@@ -11,9 +13,8 @@ from jupyter_client import KernelManager
 
 
 def main():
-    name, n = sys.argv[1], int(sys.argv[2])
-    cold = sys.argv[3] if len(sys.argv) > 3 else ""
-    for _ in range(n):
+    plan = json.loads(sys.argv[1])
+    for i, (name, cold) in enumerate(plan):
         if cold:
             shutil.rmtree(cold, ignore_errors=True)
         km = KernelManager(kernel_name=name)
@@ -29,13 +30,13 @@ def main():
         except Exception as e:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
-            print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
+            print(json.dumps({"i": i, "error": "%s: %s" % (type(e).__name__, e)}), flush=True)
             sys.exit(1)
         kc.stop_channels()
         t2 = time.perf_counter()
         km.shutdown_kernel(now=False)
         t3 = time.perf_counter()
-        print(json.dumps({"launch": t1 - t0, "shutdown": t3 - t2}), flush=True)
+        print(json.dumps({"i": i, "launch": t1 - t0, "shutdown": t3 - t2}), flush=True)
 
 
 main()

@@ -23,6 +23,30 @@ func roundTrips(ctx context.Context, c *wire.Client, n int) ([]time.Duration, er
 	return c.RoundTrip(ctx, n)
 }
 
+// interleavedRoundTrips times n executes of "pass" on each client, in
+// blocks of 10 taking turns, so that load drifts on a busy machine hit
+// every client alike.
+func interleavedRoundTrips(ctx context.Context, n int, cs ...*wire.Client) ([][]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	out := make([][]time.Duration, len(cs))
+	for i, c := range cs {
+		if _, err := c.RoundTrip(ctx, 10); err != nil {
+			return nil, fmt.Errorf("warm-up of client %d: %w", i+1, err)
+		}
+	}
+	for done := 0; done < n; done += 10 {
+		for i, c := range cs {
+			d, err := c.RoundTrip(ctx, min(10, n-done))
+			if err != nil {
+				return nil, fmt.Errorf("client %d: %w", i+1, err)
+			}
+			out[i] = append(out[i], d...)
+		}
+	}
+	return out, nil
+}
+
 // throughputCell prints mb MiB in 1 MiB writes of 1 KiB lines.
 func throughputCell(mb int) string {
 	return fmt.Sprintf("import sys\n_c = ('x' * 1023 + '\\n') * 1024\nfor _ in range(%d):\n    sys.stdout.write(_c)\nsys.stdout.flush()\ndel _c", mb)

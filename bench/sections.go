@@ -45,22 +45,12 @@ func benchCycles(ctx context.Context, b *bed, r *results) error {
 }
 
 func benchLaunches(ctx context.Context, b *bed, r *results) error {
-	var errs []error
-	var err error
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
-	if r.local, err = b.runLaunches(ctx, "python3", r.opts.launches, ""); err != nil {
-		errs = append(errs, err)
-	}
-	if r.cold, err = b.runLaunches(ctx, b.fastSpec, r.opts.launches, cold); err != nil {
-		errs = append(errs, err)
-	}
-	if r.warm, err = b.runLaunches(ctx, b.fastSpec, r.opts.launches, ""); err != nil {
-		errs = append(errs, err)
-	}
-	if err := b.waitNoRemote(15 * time.Second); err != nil {
-		errs = append(errs, fmt.Errorf("after the launches: %w", err))
-	}
-	return errors.Join(errs...)
+	err := b.runLaunches(ctx, r.opts.launches,
+		series{"python3", "", &r.local},
+		series{b.fastSpec, cold, &r.cold},
+		series{b.fastSpec, "", &r.warm})
+	return errors.Join(err, b.waitNoRemote(15*time.Second))
 }
 
 // benchKernels measures a local kernel and a gopyk kernel side by side,
@@ -76,12 +66,11 @@ func benchKernels(ctx context.Context, b *bed, r *results) error {
 		return fmt.Errorf("gopyk kernel: %w", err)
 	}
 	defer gk.shutdown(ctx)
-	if r.rtLocal, err = roundTrips(ctx, lk.c, r.opts.roundTrips); err != nil {
-		return fmt.Errorf("local round trips: %w", err)
+	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, lk.c, gk.c)
+	if err != nil {
+		return fmt.Errorf("round trips (1 local, 2 gopyk): %w", err)
 	}
-	if r.rtGopyk, err = roundTrips(ctx, gk.c, r.opts.roundTrips); err != nil {
-		return fmt.Errorf("gopyk round trips: %w", err)
-	}
+	r.rtLocal, r.rtGopyk = rts[0], rts[1]
 	for range r.opts.tpRuns {
 		v, err := throughput(ctx, lk.c, r.opts.mb)
 		if err != nil {
@@ -160,10 +149,9 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 	var errs []error
 	var err error
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
-	if r.slowCold, err = b.runLaunches(ctx, b.slowSpec, r.opts.launches, cold); err != nil {
-		errs = append(errs, err)
-	}
-	if r.slowWarm, err = b.runLaunches(ctx, b.slowSpec, r.opts.launches, ""); err != nil {
+	if err := b.runLaunches(ctx, r.opts.launches,
+		series{b.slowSpec, cold, &r.slowCold},
+		series{b.slowSpec, "", &r.slowWarm}); err != nil {
 		errs = append(errs, err)
 	}
 	gk, err := b.startGopyk(ctx, b.slowSpec)
