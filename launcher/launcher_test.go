@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gopyk/gopyk/provisioner"
+	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/wire"
 )
 
@@ -387,6 +388,37 @@ func TestKernelDiesExitsNonZero(t *testing.T) {
 	}
 	if f.called("shutdown") {
 		t.Error("shut down a dead kernel")
+	}
+}
+
+// A kernel that exits with code 0 was asked to (shutdown_request from a
+// client): the launcher ends with status 0 and no error line.
+func TestKernelCleanExit(t *testing.T) {
+	rt := t.TempDir()
+	f := newFake(nil)
+	r := startRun(t, rt, f, "-k", "remote", "-p")
+	r.ready()
+	zero := 0
+	f.kernel().die(&provisioner.ExitError{Exit: remote.Exit{ExitCode: &zero}})
+	if code := r.wait(); code != 0 {
+		t.Errorf("exit %d, want 0", code)
+	}
+	if strings.Contains(r.stderr.String(), "error:") {
+		t.Errorf("stderr:\n%s", r.stderr.String())
+	}
+	if ms, _ := filepath.Glob(filepath.Join(rt, "*.json")); len(ms) != 0 {
+		t.Errorf("files left: %v", ms)
+	}
+	// A non-zero code or a signal is a death.
+	one := 1
+	for _, e := range []remote.Exit{{ExitCode: &one}, {Signal: 9}} {
+		f := newFake(nil)
+		r := startRun(t, rt, f, "-k", "remote")
+		r.ready()
+		f.kernel().die(&provisioner.ExitError{Exit: e})
+		if code := r.wait(); code != 1 {
+			t.Errorf("%v: exit %d, want 1", e, code)
+		}
 	}
 }
 

@@ -171,13 +171,14 @@ func (l *launcher) start() error {
 	if err := l.savePersisted(); err != nil {
 		return l.abandon(err)
 	}
-	l.log.Info("kernel ready", "spec", specName, "remote", l.k.State().RemoteHost, "took", time.Since(t0).Round(time.Millisecond))
 	if l.conn.owned {
 		l.log.Info("To connect a client: jupyter console --existing " + l.shortPath(l.conn.path))
 	}
 	if l.persistent {
 		l.log.Info(fmt.Sprintf("To re-attach: gopyk-kernel --kernel %s --existing %s", specName, l.shortPath(l.persistPath)))
 	}
+	// Last, so that whoever waits for this line finds the files and hints in place.
+	l.log.Info("kernel ready", "spec", specName, "remote", l.k.State().RemoteHost, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
@@ -361,13 +362,22 @@ func (l *launcher) leave(why string) error {
 }
 
 // died handles a kernel that went away on its own: exit non-zero at once so
-// Jupyter's auto-restart can start a new one.
+// Jupyter's auto-restart can start a new one (Jupyter's restarter watches the
+// process, not its status, so a clean exit may say 0).
 func (l *launcher) died() error {
 	err := l.k.Err()
 	if err == nil {
 		err = provisioner.ErrKernelDied
 	}
 	l.conn.remove()
+	var ee *provisioner.ExitError
+	if errors.As(err, &ee) && ee.ExitCode != nil && *ee.ExitCode == 0 {
+		// ipykernel exits 0 only when asked to (a client's shutdown_request,
+		// exit() in a cell): a shutdown, not a death, so no error line.
+		l.removePersisted()
+		l.log.Info("the remote kernel exited with code 0 (a client asked it to shut down)")
+		return nil
+	}
 	if errors.Is(err, provisioner.ErrKernelDied) || !l.persistent {
 		l.removePersisted()
 	} else {
