@@ -43,10 +43,9 @@ func TestLaunchIPC(t *testing.T) {
 			t.Errorf("%s: mode %v, want at most %v", path, got, want)
 		}
 	}
-	var cf map[string]any
-	data, err := os.ReadFile(r.ConnFile)
-	if err != nil || json.Unmarshal(data, &cf) != nil || cf["key"] != key || cf["transport"] != "ipc" {
-		t.Fatalf("connection file: %v %s", err, data)
+	cf := readConnFile(t, r.ConnFile)
+	if cf["key"] != key || cf["transport"] != "ipc" {
+		t.Fatalf("connection file: %v", cf)
 	}
 
 	out := b.run(r.ConnFile, "exec", "import os; print(os.environ['GOPYK_TEST_ENV'], os.getpid())")
@@ -104,9 +103,7 @@ func TestLaunchIPC(t *testing.T) {
 	b.own(r2)
 	waitGone(t, 5*time.Second, r.KernelPID)
 	// ipykernel rewrites the file in its own format; what matters must stay.
-	var cf2 map[string]any
-	data2, _ := os.ReadFile(r.ConnFile)
-	_ = json.Unmarshal(data2, &cf2)
+	cf2 := readConnFile(t, r.ConnFile)
 	for _, k := range []string{"key", "ip", "transport", "signature_scheme", "shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"} {
 		if cf2[k] != cf[k] {
 			t.Errorf("connection file: %s changed on restart: %v → %v", k, cf[k], cf2[k])
@@ -123,9 +120,10 @@ func TestLaunchIPC(t *testing.T) {
 	if out := b.run(r.ConnFile, "info"); !strings.Contains(out, "STATUS ok") {
 		t.Fatalf("after restart: %s", out)
 	}
+	checkSecrets(t, r, key)
 
 	// Shutdown: the kernel and supervisor exit, the run dir goes, the lease ends.
-	exit, err := c.Shutdown(tctx(t, 20*time.Second), 2*time.Second)
+	exit, err := c.Shutdown(tctx(t, 20*time.Second), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +427,7 @@ func TestShutdownEscalation(t *testing.T) {
 	t.Parallel()
 	b := newBed(t)
 	polite := b.launch(Params{Grace: time.Minute})
-	stubborn := b.launch(Params{KernelName: "stubborn", Grace: time.Minute})
+	stubborn := b.launch(Params{KernelName: "stubborn", Grace: time.Minute, KillAfter: 2 * time.Second})
 
 	type result struct {
 		exit *Exit
@@ -457,10 +455,23 @@ func TestShutdownEscalation(t *testing.T) {
 	t0 := time.Now()
 	e, err := ctl(stubborn).Shutdown(tctx(t, 30*time.Second), 0)
 	took := time.Since(t0)
-	if err != nil || e.Signal != int(syscall.SIGKILL) || took < killAfter || took > killAfter+5*time.Second {
+	if err != nil || e.Signal != int(syscall.SIGKILL) || took < 2*time.Second || took > 7*time.Second {
 		t.Errorf("stubborn kernel: %+v %v after %v", e, err, took)
 	}
 	waitGone(t, 5*time.Second, polite.SupervisorPID, stubborn.SupervisorPID, stubborn.KernelPID)
+}
+
+// readConnFile reads a connection file that ipykernel may be rewriting
+// (jupyter_client truncates, then writes).
+func readConnFile(t *testing.T, path string) map[string]any {
+	t.Helper()
+	var cf map[string]any
+	waitFor(t, "a complete "+path, 5*time.Second, func() bool {
+		data, err := os.ReadFile(path)
+		cf = nil
+		return err == nil && json.Unmarshal(data, &cf) == nil && cf["hb_port"] != nil
+	})
+	return cf
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

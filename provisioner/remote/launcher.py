@@ -506,6 +506,7 @@ class Supervisor(object):
         self.grace = num(params, "grace_seconds", DEFAULT_GRACE)
         self.shutdown_timeout = num(params, "shutdown_timeout", DEFAULT_SHUTDOWN)
         self.launch_timeout = num(params, "launch_timeout", DEFAULT_LAUNCH)
+        self.kill_after = num(params, "kill_after", KILL_AFTER)
         self.cf = os.path.join(run_dir, "kernel.json")
         self.log_path = os.path.join(run_dir, "kernel.log")
         self.proc = None
@@ -742,7 +743,7 @@ class Supervisor(object):
         def term():
             self.log("kernel %d still running: SIGTERM" % self.proc.pid)
             self.signal_kernel(signal.SIGTERM)
-            self.timer("kill", KILL_AFTER, kill)
+            self.timer("kill", self.kill_after, kill)
 
         if wait > 0:
             self.timer("term", wait, term)

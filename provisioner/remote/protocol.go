@@ -53,6 +53,7 @@ type Params struct {
 	Grace           time.Duration     // how long the kernel waits for a lease; 0 = 10 min
 	ShutdownTimeout time.Duration     // Control.Shutdown's default wait before SIGTERM; 0 = 10 s
 	LaunchTimeout   time.Duration     // how long the kernel may take to open its sockets; 0 = 60 s
+	KillAfter       time.Duration     // SIGTERM → SIGKILL delay when stopping the kernel; 0 = 5 s
 	Env             map[string]string // extra environment for the kernel (after the spec's env)
 	Cwd             string            // the kernel's working directory; default the remote home
 	Tag             string            // free text shown by ActionList (e.g. the local spec name)
@@ -73,6 +74,7 @@ type paramsJSON struct {
 	Grace           *float64          `json:"grace_seconds,omitempty"`
 	ShutdownTimeout *float64          `json:"shutdown_timeout,omitempty"`
 	LaunchTimeout   *float64          `json:"launch_timeout,omitempty"`
+	KillAfter       *float64          `json:"kill_after,omitempty"`
 	Env             map[string]string `json:"env,omitempty"`
 	Cwd             string            `json:"cwd,omitempty"`
 	Tag             string            `json:"tag,omitempty"`
@@ -92,7 +94,8 @@ func (p Params) line() ([]byte, error) {
 		Action: p.Action, KernelName: p.KernelName, Key: p.Key, SignatureScheme: p.SignatureScheme,
 		Transport: p.Transport, RunDir: p.RunDir, Persistent: p.Persistent,
 		Grace: seconds(p.Grace), ShutdownTimeout: seconds(p.ShutdownTimeout), LaunchTimeout: seconds(p.LaunchTimeout),
-		Env: p.Env, Cwd: p.Cwd, Tag: p.Tag, Target: p.Target,
+		KillAfter: seconds(p.KillAfter),
+		Env:       p.Env, Cwd: p.Cwd, Tag: p.Tag, Target: p.Target,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode launch parameters: %w", err)
