@@ -284,7 +284,7 @@ func TestWSJupyterConsole(t *testing.T) {
 	if code := k.waitExit(t, 30*time.Second); code != 0 {
 		t.Fatalf("gopyk-kernel exit %d after SIGTERM:\n%s", code, k.output())
 	}
-	e.waitNoRemote(15 * time.Second)
+	wsWaitNoSessions(t, e.sshd, 15*time.Second)
 	if strings.Contains(k.output(), g.secret) {
 		t.Fatal("the token appears in gopyk-kernel's -vvv log")
 	}
@@ -309,7 +309,30 @@ func TestWSJupyterServerCookie(t *testing.T) {
 	if code, b := s.do("DELETE", "/api/kernels/"+k.ID, nil); code != 204 {
 		t.Fatalf("DELETE = %d: %s", code, b)
 	}
-	e.waitNoRemote(20 * time.Second)
+	wsWaitNoSessions(t, e.sshd, 20*time.Second)
+}
+
+// wsWaitNoSessions waits until nothing started through this sshd (supervisor,
+// kernel, shell) is left. Unlike env.waitNoRemote it ignores other tests'
+// sshds, which share the test user.
+func wsWaitNoSessions(t *testing.T, sshd *testbed.SSHD, d time.Duration) {
+	t.Helper()
+	var left []int
+	deadline := time.Now().Add(d)
+	for {
+		if left = sshd.SessionPIDs(); len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var desc []string
+			for _, pid := range left {
+				cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				desc = append(desc, fmt.Sprintf("%d %.120s", pid, strings.ReplaceAll(string(cl), "\x00", " ")))
+			}
+			t.Fatalf("remote processes still running after %v:\n%s", d, strings.Join(desc, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func runOpenSSH(t *testing.T, ctx context.Context, name string, args ...string) []byte {
@@ -344,6 +367,20 @@ func TestWSOpenSSHAndSCP(t *testing.T) {
 	}
 	if strings.Contains(string(out), g.secret) {
 		t.Fatalf("the token appears in the -vvv log:\n%s", out)
+	}
+
+	// The same credential as a bearer header from --header-file, and from
+	// --token-env: the variable reaches the proxy through ssh's environment.
+	hf := filepath.Join(dir, "headers")
+	os.WriteFile(hf, []byte("# JupyterHub accepts bearer too\nAuthorization: bearer "+g.secret+"\n"), 0o600)
+	out = runOpenSSH(t, ctx, "ssh", "-F", cfg, "-o", "ProxyCommand="+filepath.Join(binDir, "gopyk")+" ws-proxy --header-file "+hf+" --cacert "+g.ca+" "+g.url, "gpk-ws", "--", "echo via-header-file")
+	if !strings.Contains(string(out), "via-header-file") {
+		t.Fatalf("ssh with --header-file: %s", out)
+	}
+	c := exec.CommandContext(ctx, "ssh", "-F", cfg, "-o", "ProxyCommand="+filepath.Join(binDir, "gopyk")+" ws-proxy --token-env GPK_HUB_TOKEN --cacert "+g.ca+" "+g.url, "gpk-ws", "--", "echo via-token-env")
+	c.Env = append(os.Environ(), "GPK_HUB_TOKEN="+g.secret)
+	if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "via-token-env") {
+		t.Fatalf("ssh with --token-env: %v\n%s", err, out)
 	}
 
 	payload := make([]byte, 1<<20)
