@@ -24,6 +24,7 @@ import (
 const (
 	helperEnv = "GOPYK_LAUNCHER_HELPER"
 	dieEnv    = "GOPYK_LAUNCHER_FAKE_DIE_MS" // the fake kernel dies this long after launch
+	realEnv   = "GOPYK_LAUNCHER_REAL"        // the real provisioner instead of the fake
 )
 
 func helperMain() int {

@@ -20,8 +20,6 @@ import (
 // These tests run gopyk-kernel with the real provisioner against a real
 // OpenSSH sshd and Debian's ipykernel: the paths a user takes by hand.
 
-const realEnv = "GOPYK_LAUNCHER_REAL" // helper mode: the production provisioner
-
 type realBed struct {
 	sshd *testbed.SSHD
 	data string // JUPYTER_DATA_DIR holding the spec
