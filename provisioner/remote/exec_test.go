@@ -222,15 +222,13 @@ func TestPythons36To313(t *testing.T) {
 	others = append(others, more...)
 	t.Logf("other pythons: %v", others)
 	for _, py := range others {
-		for i := 0; i < 2; i++ {
-			if r, _, err := b.runRaw("/bin/sh", Params{Action: ActionList, Python: py}); err != nil || !r.OK {
-				t.Errorf("%s: %+v %v", py, r, err)
-			}
+		if r, _, err := b.runRaw("/bin/sh", Params{Action: ActionList, Python: py}); err != nil || !r.OK {
+			t.Errorf("%s: %+v %v", py, r, err)
 		}
 	}
 	pycs, _ := filepath.Glob(filepath.Join(b.home, ".gopyk", "__pycache__", "*.pyc"))
-	if len(pycs) < 1 {
-		t.Errorf("no cached bytecode: %v", pycs)
+	if len(others) > 0 && len(pycs) != len(others) {
+		t.Errorf("cached bytecode for %d of %d pythons: %v", len(pycs), len(others), pycs)
 	}
 	py36, err := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".pyenv/versions/3.6*/bin/python3.6"))
 	if err != nil || len(py36) == 0 {
