@@ -96,6 +96,12 @@ func writeTestPKI(t testing.TB, dir string) (caFile, certFile, keyFile string) {
 // startGate runs websockify for sshd with the auth plugin "Token" or "Cookie".
 func startGate(t testing.TB, sshd *testbed.SSHD, plugin string) *wsGate {
 	t.Helper()
+	return startGateTo(t, sshd.Addr, plugin)
+}
+
+// startGateTo is startGate for any target address.
+func startGateTo(t testing.TB, target, plugin string) *wsGate {
+	t.Helper()
 	dir := t.TempDir()
 	g := &wsGate{port: freeTCPPort(t), dir: dir, secret: wire.NewKey()}
 	g.url = fmt.Sprintf("wss://127.0.0.1:%d/user/gpktest/sshd/", g.port)
@@ -120,7 +126,7 @@ func startGate(t testing.TB, sshd *testbed.SSHD, plugin string) *wsGate {
 	}
 	c := exec.Command("websockify", "--cert", cert, "--key", key, "--ssl-only",
 		"--auth-plugin", "gpkauth."+plugin, "--auth-source", srvSecret,
-		fmt.Sprintf("127.0.0.1:%d", g.port), sshd.Addr)
+		fmt.Sprintf("127.0.0.1:%d", g.port), target)
 	c.Env = append(os.Environ(), "PYTHONPATH="+testdata)
 	logf, err := os.Create(filepath.Join(dir, "websockify.log"))
 	if err != nil {
@@ -500,6 +506,9 @@ func TestWSErrors(t *testing.T) {
 	defer page.Close()
 	plainURL := strings.Replace(g.url, "wss://", "ws://", 1)
 
+	// A gateway whose sshd is not running (jupyter-sshd-proxy without sshd).
+	noSSHD := startGateTo(t, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)), "Token")
+
 	const timeout = 5 * time.Second
 	for _, tc := range []struct {
 		name string
@@ -511,6 +520,7 @@ func TestWSErrors(t *testing.T) {
 		{"no CA", []string{"--token-file", g.cred, g.url}, "--cacert"},
 		{"ws to TLS-only", []string{"--token-file", g.cred, plainURL}, "use wss://"},
 		{"plain HTTP page", []string{"--token-file", g.cred, strings.Replace(page.URL, "http://", "ws://", 1) + "/user/gpktest/sshd/"}, "not a WebSocket endpoint"},
+		{"sshd not running", []string{"--token-file", noSSHD.cred, "--cacert", noSSHD.ca, noSSHD.url}, "the sshd behind the proxy is not running"},
 		{"302", []string{"--token-file", g.cred, strings.Replace(redirect.URL, "http://", "ws://", 1) + "/user/gpktest/sshd/"}, "notebook server is not running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -50,7 +50,13 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout io.Writer) erro
 		}
 	case err := <-down:
 		result = c.Err()
-		if result == nil && err != nil && !isNormalClose(err) {
+		switch {
+		case result != nil:
+		case received.Load() == 0:
+			// Nothing, not even the SSH banner: the gateway is up but its
+			// sshd is not (jupyter-sshd-proxy without sshd installed, say).
+			result = fmt.Errorf("ws-proxy %s: the server closed the WebSocket before sshd said anything (%s); the sshd behind the proxy is not running or not reachable, check the server side", Redacted(o.URL), closeReason(err))
+		case err != nil && !isNormalClose(err):
 			result = fmt.Errorf("ws-proxy %s: connection lost: %v; retry, and check the server if it keeps happening", Redacted(o.URL), err)
 		}
 		c.Close()
@@ -70,4 +76,17 @@ func isNormalClose(err error) bool {
 		return true
 	}
 	return errors.Is(err, io.EOF)
+}
+
+func closeReason(err error) string {
+	var ce websocket.CloseError
+	switch {
+	case errors.As(err, &ce) && ce.Reason != "":
+		return fmt.Sprintf("status %d, %q", int(ce.Code), ce.Reason)
+	case errors.As(err, &ce):
+		return fmt.Sprintf("status %d", int(ce.Code))
+	case err == nil || errors.Is(err, io.EOF):
+		return "a normal closure"
+	}
+	return err.Error()
 }

@@ -450,6 +450,24 @@ func TestServerCloses(t *testing.T) {
 	}
 }
 
+// A gateway whose sshd is down accepts the WebSocket and closes it at once:
+// that is an error naming the sshd, not a silent success.
+func TestServerClosesBeforeSSH(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		c.Close(websocket.StatusGoingAway, "Failed to connect to downstream server")
+	}))
+	defer srv.Close()
+	_, _, res := runBridge(t, Options{URL: strings.Replace(srv.URL, "http", "ws", 1)})
+	err := wait(t, res, 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "before sshd said anything") {
+		t.Fatalf("Run = %v, want the sshd-not-running error with the server's reason", err)
+	}
+}
+
 func TestRedacted(t *testing.T) {
 	got := Redacted("wss://u:pw@hub.example/user/x/sshd/?token=abc&a=b")
 	if strings.Contains(got, "abc") || strings.Contains(got, "pw") || !strings.Contains(got, "hub.example/user/x/sshd/") {
