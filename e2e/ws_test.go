@@ -299,7 +299,7 @@ func TestWSJupyterConsole(t *testing.T) {
 
 // The cookie-authenticated variant, driven the way JupyterLab drives kernels.
 func TestWSJupyterServerCookie(t *testing.T) {
-	e, _ := newWSEnv(t, "Cookie")
+	e, g := newWSEnv(t, "Cookie")
 	s := e.startServer()
 	code, b := s.do("POST", "/api/kernels", map[string]any{"name": e.spec})
 	if code != 201 {
@@ -312,10 +312,14 @@ func TestWSJupyterServerCookie(t *testing.T) {
 	if r.status != "ok" || !strings.Contains(r.text, e.sshd.User+" 42") {
 		t.Fatalf("cell: %+v (want ok and '%s 42')", r, e.sshd.User)
 	}
+	if procs := cmdlinesWith(g.secret); len(procs) != 0 {
+		t.Fatalf("the cookie is on a command line:\n%s", strings.Join(procs, "\n"))
+	}
 	if code, b := s.do("DELETE", "/api/kernels/"+k.ID, nil); code != 204 {
 		t.Fatalf("DELETE = %d: %s", code, b)
 	}
 	wsWaitNoSessions(t, e.sshd, 20*time.Second)
+	waitFor(t, 10*time.Second, "ws-proxy to exit with the kernel", func() bool { return len(cmdlinesWith(g.url)) == 0 })
 }
 
 // wsWaitNoSessions waits until nothing started through this sshd (supervisor,
