@@ -59,6 +59,9 @@ func Dial(ctx context.Context, o Options) (net.Conn, error) {
 		CompressionMode: websocket.CompressionDisabled, // SSH traffic is encrypted: incompressible
 	})
 	if err != nil {
+		if ctx.Err() != nil { // the caller gave up; not a timeout of ours
+			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
+		}
 		return nil, fmt.Errorf("%s: %s", what, o.explain(dctx, u, resp, err))
 	}
 	o.Log.Debug("websocket open", "url", Redacted(o.URL), "status", resp.Status, "elapsed", time.Since(t0).Round(time.Millisecond))
