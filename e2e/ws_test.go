@@ -32,6 +32,9 @@ import (
 	"github.com/coder/websocket"
 	"github.com/gopyk/gopyk/testbed"
 	"github.com/gopyk/gopyk/wire"
+	"github.com/gopyk/gopyk/wsproxy"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // wsGate is Debian's websockify with TLS (a test CA) and an auth plugin from
@@ -666,5 +669,55 @@ func BenchmarkWSRoundTrip(b *testing.B) {
 				roundTrip()
 			}
 		})
+	}
+}
+
+// The in-process path a launcher can take instead of starting the proxy:
+// ParseCommand on the ProxyCommand, Dial, and x/crypto/ssh over the stream,
+// against the real sshd behind websockify, host key checked by known_hosts.
+func TestWSInProcessDial(t *testing.T) {
+	sshd := testbed.SSHDForTest(t, testbed.Options{})
+	g := startGate(t, sshd, "Token")
+	dir := t.TempDir()
+	wsConfig(t, sshd, dir, g.proxyCommand())
+	o, ok := wsproxy.ParseCommand(g.proxyCommand())
+	if !ok {
+		t.Fatalf("ParseCommand did not recognise %q", g.proxyCommand())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := wsproxy.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(sshd.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKeys, err := knownhosts.New(filepath.Join(dir, "known_hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, chans, reqs, err := ssh.NewClientConn(conn, "gpk-ws-hostkey:22", &ssh.ClientConfig{
+		User: sshd.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: hostKeys, Timeout: 20 * time.Second,
+	})
+	if err != nil {
+		conn.Close()
+		t.Fatalf("ssh over the in-process WebSocket: %v", err)
+	}
+	client := ssh.NewClient(cc, chans, reqs)
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	out, err := sess.Output("echo in-process $USER")
+	if err != nil || strings.TrimSpace(string(out)) != "in-process "+sshd.User {
+		t.Fatalf("remote command: %q %v", out, err)
 	}
 }
