@@ -25,10 +25,15 @@ func ParseCommand(proxyCommand string) (Options, bool) {
 		return Options{}, false
 	}
 	words = words[1:]
-	// Global -v flags may come before the command; logging is the caller's.
-	for len(words) > 0 && strings.HasPrefix(words[0], "-") && strings.Trim(words[0], "-v") == "" {
-		words = words[1:]
+	// -v flags may come anywhere (urfave/cli inherits them); logging is
+	// the caller's, so they are dropped.
+	kept := words[:0:0]
+	for _, w := range words {
+		if w != "--verbose" && !(strings.HasPrefix(w, "-") && strings.Trim(w, "-v") == "" && strings.Count(w, "-") == 1) {
+			kept = append(kept, w)
+		}
 	}
+	words = kept
 	if len(words) == 0 || words[0] != "ws-proxy" {
 		return Options{}, false
 	}

@@ -20,7 +20,7 @@ func TestParseCommand(t *testing.T) {
 			Options{URL: "wss://hub.example/user/a/sshd/", TokenFile: home + "/.hub-token", PingInterval: DefaultPingInterval, ConnectTimeout: DefaultConnectTimeout}},
 		{`exec gopyk -vv ws-proxy --cookie-file='/p a/c' --cacert "/etc/ca.pem" --insecure --ping-interval 0 --connect-timeout=3s wss://h/x`, true,
 			Options{URL: "wss://h/x", CookieFile: "/p a/c", CACert: "/etc/ca.pem", Insecure: true, PingInterval: -1, ConnectTimeout: 3 * time.Second}},
-		{"gopyk ws-proxy wss://h/x --token-env HUB_TOKEN", true,
+		{"gopyk ws-proxy -vvv wss://h/x --verbose --token-env HUB_TOKEN", true,
 			Options{URL: "wss://h/x", TokenEnv: "HUB_TOKEN", PingInterval: DefaultPingInterval, ConnectTimeout: DefaultConnectTimeout}},
 		{"gopyk ws-proxy --token-file $HOME/t wss://h/x", false, Options{}},
 		{"gopyk ws-proxy wss://h/x?token=a", false, Options{}},
