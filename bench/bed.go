@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,9 +35,10 @@ type bed struct {
 
 	mu    sync.Mutex
 	procs []*proc
+	used  map[int]bool // ports handed out in this run
 }
 
-func newBed(ctx context.Context, binDir string) (*bed, error) {
+func newBed(ctx context.Context, binDir string, sshdConfig []string) (*bed, error) {
 	bin, err := filepath.Abs(binDir)
 	if err != nil {
 		return nil, err
@@ -50,7 +52,7 @@ func newBed(ctx context.Context, binDir string) (*bed, error) {
 	defer cancel()
 	// IsolateHome: cold launches delete ~/.gopyk, which must not be the
 	// one other test runs on this machine share.
-	sshd, err := testbed.StartSSHD(sctx, testbed.Options{Alias: "gpk-bench", IsolateHome: true})
+	sshd, err := testbed.StartSSHD(sctx, testbed.Options{Alias: "gpk-bench", IsolateHome: true, ExtraConfig: sshdConfig})
 	if err != nil {
 		return nil, fmt.Errorf("start the bench sshd: %w", err)
 	}
@@ -202,10 +204,34 @@ func (p *proc) stop(d time.Duration) {
 	}
 }
 
+// freePorts returns n free ports no earlier call returned: kernels started
+// at once would otherwise probe the same free ports (as concurrent
+// Jupyter launches can).
+func (b *bed) freePorts(n int) ([]int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used == nil {
+		b.used = map[int]bool{}
+	}
+	for range 50 {
+		ps, err := wire.FreeTCPPorts(n)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(ps, func(p int) bool { return b.used[p] }) {
+			for _, p := range ps {
+				b.used[p] = true
+			}
+			return ps, nil
+		}
+	}
+	return nil, fmt.Errorf("no %d unused free ports on 127.0.0.1 after 50 tries", n)
+}
+
 // newConn is a connection file as Jupyter writes one before starting a
 // kernel's argv: five free local ports and a fresh key.
 func (b *bed) newConn(kernel string) (string, wire.ConnInfo, error) {
-	ports, err := wire.FreeTCPPorts(5)
+	ports, err := b.freePorts(5)
 	if err != nil {
 		return "", wire.ConnInfo{}, err
 	}

@@ -25,7 +25,15 @@ type options struct {
 	cycles     int
 	scale      int
 	oneWay     time.Duration
+	sshdConfig stringList
+	only       string
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ", ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	var o options
@@ -39,6 +47,8 @@ func main() {
 	flag.IntVar(&o.cycles, "cycles", 10, "launch/shutdown cycles for the goroutine and fd check")
 	flag.IntVar(&o.scale, "scale", 20, "kernels launched at once")
 	flag.DurationVar(&o.oneWay, "latency", 50*time.Millisecond, "toxiproxy latency each way for the slow-link figures")
+	flag.Var(&o.sshdConfig, "sshd-config", "extra sshd_config `LINE` for the bench sshd (repeatable), e.g. \"MaxStartups 100\" (default: sshd's defaults)")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (cycles, launch, kernels, forwards, scale, slow); default all")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -53,7 +63,7 @@ func run(ctx context.Context, o options, out, logw io.Writer) error {
 		fmt.Fprintf(logw, "[%s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, a...)...)
 	}
 	r := &results{opts: o, start: time.Now(), loadStart: loadavg(), jupyterClient: jupyterClientVersion(ctx)}
-	b, err := newBed(ctx, o.bin)
+	b, err := newBed(ctx, o.bin, o.sshdConfig)
 	if err != nil {
 		return err
 	}
@@ -61,19 +71,28 @@ func run(ctx context.Context, o options, out, logw io.Writer) error {
 	logf("sshd %s (pid %d), toxiproxy %s (+%v each way)", b.sshd.Addr, b.sshd.PID(), b.slow.proxy.Listen, o.oneWay)
 
 	sections := []struct {
-		name string
-		f    func(context.Context, *bed, *results) error
+		key, name string
+		f         func(context.Context, *bed, *results) error
 	}{
-		{"goroutines and fds over launch/shutdown cycles", benchCycles},
-		{"launches on loopback", benchLaunches},
-		{"round trips, throughput and footprint", benchKernels},
-		{"OpenSSH forwards", benchForwards},
-		{"scale", benchScale},
-		{"100 ms RTT", benchSlow},
+		{"cycles", "goroutines and fds over launch/shutdown cycles", benchCycles},
+		{"launch", "launches on loopback", benchLaunches},
+		{"kernels", "round trips, throughput and footprint", benchKernels},
+		{"forwards", "OpenSSH forwards", benchForwards},
+		{"scale", "scale", benchScale},
+		{"slow", "100 ms RTT", benchSlow},
+	}
+	only := map[string]bool{}
+	for _, k := range strings.Split(o.only, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			only[k] = true
+		}
 	}
 	for _, s := range sections {
 		if ctx.Err() != nil {
 			break
+		}
+		if len(only) > 0 && !only[s.key] {
+			continue
 		}
 		logf("%s …", s.name)
 		t := time.Now()

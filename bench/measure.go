@@ -95,7 +95,7 @@ type handKernel struct {
 }
 
 func (b *bed) startHandKernel(ctx context.Context) (*handKernel, error) {
-	ports, err := wire.FreeTCPPorts(10)
+	ports, err := b.freePorts(10)
 	if err != nil {
 		return nil, err
 	}
