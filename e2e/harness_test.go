@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -241,30 +240,18 @@ func execute(t *testing.T, c *wire.Client, code string) *wire.ExecResult {
 	return r
 }
 
-// remoteKernelProcs lists processes of the remote (test) user that belong to
-// gopyk: supervisors and kernels.
+// remoteKernelProcs lists the gopyk processes (supervisors and kernels) that
+// this test's sshd started: its sessions carry its tag in their environment,
+// so other tests' kernels of the same user do not count.
 func (e *env) remoteKernelProcs() []string {
-	u, err := user.Lookup(e.sshd.User)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
 	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, d := range ents {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.Stat("/proc/" + d.Name())
-		if err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != uid {
-			continue
-		}
-		cl, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+	for _, pid := range e.sshd.SessionPIDs() {
+		d := strconv.Itoa(pid)
+		cl, err := os.ReadFile("/proc/" + d + "/cmdline")
 		if err != nil || len(cl) == 0 {
 			continue
 		}
-		if stat, _ := os.ReadFile("/proc/" + d.Name() + "/stat"); bytes.Contains(stat, []byte(") Z ")) {
+		if stat, _ := os.ReadFile("/proc/" + d + "/stat"); bytes.Contains(stat, []byte(") Z ")) {
 			continue
 		}
 		s := strings.ReplaceAll(string(bytes.TrimRight(cl, "\x00")), "\x00", " ")

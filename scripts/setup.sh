@@ -12,6 +12,7 @@ PKGS=(
   websockify python3-websockets
   iproute2 nftables procps netcat-openbsd libnss-wrapper
   slurm-wlm munge
+  tcsh zsh fish
 )
 TEST_USER=${GOPYK_TEST_USER:-gpktest}
 
