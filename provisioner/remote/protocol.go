@@ -38,6 +38,8 @@ const (
 	CodeBusy          = "busy"           // restart while the kernel is starting or stopping
 	CodeNotRunning    = "not_running"    // interrupt while the kernel is not running
 	CodeInternal      = "internal"       // a bug in the launcher
+	CodeSlurm         = "slurm"          // a Slurm command failed or is missing; Error quotes Slurm
+	CodeQueueTimeout  = "queue_timeout"  // the Slurm job stayed pending past QueueTimeout and was cancelled
 )
 
 // Params are the launch parameters, sent as one JSON line on stdin (so the
@@ -58,6 +60,11 @@ type Params struct {
 	Cwd             string            // the kernel's working directory; default the remote home
 	Tag             string            // free text shown by ActionList (e.g. the local spec name)
 	Target          string            // ActionProxy: "unix:/path" or "tcp:host:port" on the remote
+	Launcher        string            // "" / "local": a child of the supervisor; "slurm": a batch job
+	LauncherArgs    string            // launcher slurm: sbatch options, split as sh would
+	QueueTimeout    time.Duration     // launcher slurm: how long the job may pend; 0 = 600 s
+
+	Progress func(msg string) // called with each progress line of a launch (a queued job); may be nil (not sent)
 
 	Python string // remote python for Command; default python3 (not sent)
 	Pre    string // shell commands run before the launcher (not sent)
@@ -79,6 +86,9 @@ type paramsJSON struct {
 	Cwd             string            `json:"cwd,omitempty"`
 	Tag             string            `json:"tag,omitempty"`
 	Target          string            `json:"target,omitempty"`
+	Launcher        string            `json:"launcher,omitempty"`
+	LauncherArgs    string            `json:"launcher_args,omitempty"`
+	QueueTimeout    *float64          `json:"queue_timeout,omitempty"`
 }
 
 func seconds(d time.Duration) *float64 {
@@ -96,6 +106,7 @@ func (p Params) line() ([]byte, error) {
 		Grace: seconds(p.Grace), ShutdownTimeout: seconds(p.ShutdownTimeout), LaunchTimeout: seconds(p.LaunchTimeout),
 		KillAfter: seconds(p.KillAfter),
 		Env:       p.Env, Cwd: p.Cwd, Tag: p.Tag, Target: p.Target,
+		Launcher: p.Launcher, LauncherArgs: p.LauncherArgs, QueueTimeout: seconds(p.QueueTimeout),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode launch parameters: %w", err)
@@ -137,6 +148,13 @@ type Reply struct {
 	Restarts      int      `json:"restarts"`
 	Tag           string   `json:"tag"`
 
+	// Launcher slurm: the kernel's batch job.
+	Launcher  string `json:"launcher,omitempty"`
+	JobID     string `json:"job_id,omitempty"`
+	JobState  string `json:"job_state,omitempty"` // Slurm's, e.g. RUNNING, PENDING, CANCELLED
+	JobReason string `json:"job_reason,omitempty"`
+	Node      string `json:"node,omitempty"` // the compute node running the kernel
+
 	Hostname         string `json:"hostname"`
 	User             string `json:"user"`
 	Uname            string `json:"uname"`  // like uname -a
@@ -148,6 +166,12 @@ type Reply struct {
 	Kernels       []Reply  `json:"kernels,omitempty"`        // ActionList
 	Removed       []string `json:"removed,omitempty"`        // ActionList: stale run dirs removed
 	CacheWarning  string   `json:"cache_warning,omitempty"`
+
+	// ActionInspect with Launcher slurm: the Slurm commands on the login node.
+	SlurmCommands map[string]string `json:"slurm_commands,omitempty"` // name → path, "" if missing
+	SlurmMissing  []string          `json:"slurm_missing,omitempty"`
+	SlurmVersion  string            `json:"slurm_version,omitempty"`
+	SlurmError    string            `json:"slurm_error,omitempty"`
 
 	// Filled on error replies (OK false); Run turns them into *ReplyError.
 	Code        string   `json:"code,omitempty"`
@@ -241,6 +265,7 @@ const maxLine = 1 << 20
 // frame is one framed line: a request from the bootstrap (Op) or a reply.
 type frame struct {
 	Op    string
+	Msg   string // Op "progress"
 	Reply *Reply
 }
 
@@ -253,8 +278,9 @@ func parseFrame(line []byte) (f frame, ok bool, err error) {
 	}
 	body := bytes.TrimRight(line[i+len(Magic):], "\r\n")
 	var probe struct {
-		Op *string `json:"op"`
-		OK *bool   `json:"ok"`
+		Op      *string `json:"op"`
+		Message string  `json:"message"`
+		OK      *bool   `json:"ok"`
 	}
 	if err := json.Unmarshal(body, &probe); err != nil {
 		return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: err}
@@ -263,7 +289,7 @@ func parseFrame(line []byte) (f frame, ok bool, err error) {
 		if *probe.Op == "" {
 			return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: errors.New("empty op")}
 		}
-		return frame{Op: *probe.Op}, true, nil
+		return frame{Op: *probe.Op, Msg: probe.Message}, true, nil
 	}
 	if probe.OK == nil {
 		return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: errors.New(`neither "op" nor "ok"`)}
@@ -389,6 +415,10 @@ func run(ctx context.Context, stdin io.Writer, br *bufio.Reader, p Params) (*Rep
 			return res.f.Reply, nil
 		case "pre_ok":
 			preOK = true
+		case "progress":
+			if p.Progress != nil {
+				p.Progress(res.f.Msg)
+			}
 		case "upload":
 			if _, err := fmt.Fprintf(stdin, "%d\n", len(Script)); err == nil {
 				_, _ = stdin.Write(Script) // on failure, the remote's EOF says why
