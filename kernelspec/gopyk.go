@@ -15,11 +15,13 @@ type Gopyk struct {
 	Launcher         string `json:"launcher,omitempty"`         // "" / "local" or "slurm"
 	LauncherArgs     string `json:"launcher_args,omitempty"`    // extra arguments for the launcher (e.g. sbatch flags)
 	Grace            int    `json:"grace,omitempty"`            // seconds a kernel waits for a lost launcher; 0 = default
+	QueueTimeout     int    `json:"queue_timeout,omitempty"`    // launcher slurm: seconds a job may pend; 0 = DefaultQueueTimeout
 }
 
 const (
-	DefaultLaunchTimeout   = 60 // seconds
-	DefaultShutdownTimeout = 10 // seconds
+	DefaultLaunchTimeout   = 60  // seconds
+	DefaultShutdownTimeout = 10  // seconds
+	DefaultQueueTimeout    = 600 // seconds a Slurm job may stay pending
 )
 
 // MetadataKey is the key under "metadata" that marks a spec as written by gopyk.

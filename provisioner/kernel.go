@@ -113,7 +113,21 @@ func (k *kernel) params(action string) remote.Params {
 		Tag:             k.cfg.SpecName,
 		Python:          g.RemotePython,
 		Pre:             g.RemotePre,
+		Launcher:        g.Launcher,
+		LauncherArgs:    g.LauncherArgs,
+		QueueTimeout:    k.timeout(g.QueueTimeout, kernelspec.DefaultQueueTimeout),
+		Progress:        func(msg string) { k.log.Info(msg, "spec", k.cfg.SpecName) },
 	}
+}
+
+// launchWait is how long a launch may take: a Slurm job may first wait in
+// the queue for up to its queue timeout.
+func (k *kernel) launchWait() time.Duration {
+	d := k.timeout(k.cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout)
+	if k.cfg.Gopyk.Launcher == "slurm" {
+		d += k.timeout(k.cfg.Gopyk.QueueTimeout, kernelspec.DefaultQueueTimeout)
+	}
+	return d
 }
 
 func launch(ctx context.Context, cfg Config) (*Kernel, error) {
@@ -124,7 +138,7 @@ func launch(ctx context.Context, cfg Config) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, k.timeout(cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout))
+	ctx, cancel := context.WithTimeout(ctx, k.launchWait())
 	defer cancel()
 	if err := k.start(ctx, k.params(remote.ActionLaunch)); err != nil {
 		k.abort()
