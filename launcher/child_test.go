@@ -53,14 +53,18 @@ type child struct {
 	stderr syncBuffer
 	exited chan struct{}
 	code   int
+	// patience bounds each wait: 10 s with the fake, more for a real
+	// launch on a loaded machine.
+	patience time.Duration
 }
 
 type childOpts struct {
-	rt     string
-	stdin  *os.File // nil: /dev/null
-	stderr *os.File // nil: captured in child.stderr
-	env    []string
-	ctty   bool // stdin becomes the controlling terminal of a new session
+	rt       string
+	stdin    *os.File // nil: /dev/null
+	stderr   *os.File // nil: captured in child.stderr
+	env      []string
+	ctty     bool // stdin becomes the controlling terminal of a new session
+	patience time.Duration
 }
 
 func startChild(t *testing.T, o childOpts, args ...string) *child {
@@ -69,7 +73,10 @@ func startChild(t *testing.T, o childOpts, args ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &child{t: t, exited: make(chan struct{})}
+	c := &child{t: t, exited: make(chan struct{}), patience: 10 * time.Second}
+	if o.patience > 0 {
+		c.patience = o.patience
+	}
 	c.cmd = exec.Command(exe, args...)
 	// GORACE: a -race binary otherwise sleeps 1 s before it exits.
 	c.cmd.Env = append(os.Environ(), helperEnv+"=1", "JUPYTER_RUNTIME_DIR="+o.rt, "GORACE=atexit_sleep_ms=0")
@@ -124,7 +131,7 @@ func (c *child) wait() int {
 	select {
 	case <-c.exited:
 		return c.code
-	case <-time.After(10 * time.Second):
+	case <-time.After(c.patience):
 		c.t.Fatalf("gopyk-kernel did not exit; stdout:\n%s\nstderr:\n%s", c.stdout.String(), c.stderr.String())
 	}
 	return -1
@@ -141,12 +148,12 @@ func (c *child) running() bool {
 
 func (c *child) waitOut(what string) {
 	c.t.Helper()
-	waitFor(c.t, what+" on stdout", 10*time.Second, func() bool { return strings.Contains(c.stdout.String(), what) })
+	waitFor(c.t, what+" on stdout", c.patience, func() bool { return strings.Contains(c.stdout.String(), what) })
 }
 
 func (c *child) waitErr(what string) {
 	c.t.Helper()
-	waitFor(c.t, what+" on stderr", 10*time.Second, func() bool { return strings.Contains(c.stderr.String(), what) })
+	waitFor(c.t, what+" on stderr", c.patience, func() bool { return strings.Contains(c.stderr.String(), what) })
 }
 
 func (c *child) calls() []string {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,7 +77,7 @@ func startTTYChild(t *testing.T, rt string, args ...string) *ttyChild {
 
 func (c *ttyChild) waitScreen(what string, count int) {
 	c.t.Helper()
-	waitFor(c.t, fmt.Sprintf("%d× %q on the terminal", count, what), 10*time.Second, func() bool {
+	waitFor(c.t, fmt.Sprintf("%d× %q on the terminal", count, what), c.patience, func() bool {
 		return strings.Count(c.screen.String(), what) >= count
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +44,9 @@ func newRealBed(t *testing.T) *realBed {
 	return b
 }
 
-func (b *realBed) opts() childOpts { return childOpts{rt: b.rt, env: b.env} }
+func (b *realBed) opts() childOpts {
+	return childOpts{rt: b.rt, env: b.env, patience: 90 * time.Second}
+}
 
 // remoteProcs lists the remote user's gopyk processes of this bed (its
 // isolated home is in their command lines).
@@ -71,7 +74,7 @@ func (b *realBed) remoteProcs() []string {
 
 func (b *realBed) waitNoRemote(t *testing.T) {
 	t.Helper()
-	waitFor(t, "no remote kernel or supervisor", 20*time.Second, func() bool { return len(b.remoteProcs()) == 0 })
+	waitFor(t, "no remote kernel or supervisor", 30*time.Second, func() bool { return len(b.remoteProcs()) == 0 })
 }
 
 func dialKernel(t *testing.T, cf string) *wire.Client {
@@ -104,20 +107,37 @@ func run1(t *testing.T, c *wire.Client, code string) *wire.ExecResult {
 	return r
 }
 
-// runAsync starts a cell and returns its outcome (stdout + exception name) later.
-func runAsync(c *wire.Client, code string) <-chan string {
+// runAsync starts a cell that prints "started" first; started is closed when
+// that output arrives (the cell is then running user code), outcome gets its
+// stdout and exception name at the end.
+func runAsync(c *wire.Client, code string) (outcome <-chan string, started <-chan struct{}) {
 	out := make(chan string, 1)
+	st := make(chan struct{})
+	var once sync.Once
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		r, err := c.Execute(ctx, code)
+		r, err := c.Execute(ctx, "print('started', flush=True)\n"+code, wire.OnIOPub(func(m *wire.Message) {
+			if m.Header.MsgType == "stream" && strings.Contains(m.Str("text"), "started") {
+				once.Do(func() { close(st) })
+			}
+		}))
 		if err != nil {
 			out <- "error: " + err.Error()
 			return
 		}
 		out <- r.Stdout + r.Ename
 	}()
-	return out
+	return out, st
+}
+
+func waitStarted(t *testing.T, started <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cell never started")
+	}
 }
 
 func outcome(t *testing.T, ch <-chan string, d time.Duration) string {
@@ -142,8 +162,8 @@ func TestRealLeaveExistingRestart(t *testing.T) {
 	pf := globOne(t, filepath.Join(b.rt, "gopyk-kernel-*.json"))
 	c := dialKernel(t, cf)
 	run1(t, c, "x = 42")
-	cell := runAsync(c, "import time\ntime.sleep(2)\ncell_done = True")
-	time.Sleep(500 * time.Millisecond) // let the cell reach the kernel before we leave
+	cell, started := runAsync(c, "import time\ntime.sleep(2)\ncell_done = True")
+	waitStarted(t, started)
 	k.signal(syscall.SIGQUIT)
 	if code := k.wait(); code != 0 {
 		t.Fatalf("SIGQUIT: exit %d\n%s", code, k.stderr.String())
@@ -201,8 +221,8 @@ func TestRealInterruptAndKernelDeath(t *testing.T) {
 	k.waitErr("To connect a client")
 	c := dialKernel(t, globOne(t, filepath.Join(b.rt, "kernel-*.json")))
 	defer c.Close()
-	cell := runAsync(c, "import time\nprint('started', flush=True)\ntime.sleep(100)")
-	time.Sleep(time.Second) // the cell must be running for the interrupt to hit it
+	cell, started := runAsync(c, "import time\ntime.sleep(100)")
+	waitStarted(t, started)
 	if err := syscall.Kill(-k.cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +280,8 @@ func TestRealCtrlDMenu(t *testing.T) {
 	tc.waitScreen("press Ctrl+D for a menu", 1)
 	c := dialKernel(t, globOne(t, filepath.Join(b.rt, "kernel-*.json")))
 	defer c.Close()
-	cell := runAsync(c, "import time\ntime.sleep(100)")
-	time.Sleep(time.Second)
+	cell, started := runAsync(c, "import time\ntime.sleep(100)")
+	waitStarted(t, started)
 	tc.menu(1, "i")
 	if got := outcome(t, cell, 10*time.Second); !strings.Contains(got, "KeyboardInterrupt") {
 		t.Fatalf("menu i: the cell gave %q", got)
