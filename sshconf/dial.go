@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gopyk/gopyk/wsproxy"
 )
 
 // DefaultConnectTimeout bounds the TCP connect and, separately, the SSH
@@ -237,7 +239,18 @@ func dialHop(ctx context.Context, s *Settings, prev *hop, opts DialOptions, log 
 			return nil, fail(ErrJump, fmt.Errorf("jump host %s: connect to %s: %w", prev.alias, addr, err), "")
 		}
 	case s.ProxyCommand != "":
-		log.Debug("ssh dial via ProxyCommand", "host", name, "command", s.ProxyCommand)
+		// A gopyk ws-proxy ProxyCommand is dialled in-process: no child
+		// process, and its errors come back as ours.
+		if wo, ok := wsproxy.ParseCommand(s.ProxyCommand); ok {
+			log.Debug("ssh dial via WebSocket", "host", name, "url", wsproxy.Redacted(wo.URL))
+			wo.Log = log
+			if h.conn, err = wsproxy.Dial(ctx, wo); err != nil {
+				return nil, fail(ErrProxyCommand, err, "")
+			}
+			break
+		}
+		// Only the program: a websocat command line may carry a token.
+		log.Debug("ssh dial via ProxyCommand", "host", name, "program", strings.Fields(s.ProxyCommand)[0])
 		h.conn, h.proxy, err = startProxyCommand(s.ProxyCommand, opts.Stderr)
 		if err != nil {
 			return nil, fail(ErrProxyCommand, err, "check ProxyCommand in your ssh config")
