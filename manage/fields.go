@@ -25,6 +25,9 @@ const (
 	flagLaunchTO     = "launch-timeout"
 	flagShutdownTO   = "shutdown-timeout"
 	flagTransport    = "transport"
+	flagLauncher     = "launcher"
+	flagLauncherArgs = "launcher-args"
+	flagQueueTO      = "queue-timeout"
 )
 
 // fieldFlags are the flags; add shows its defaults, edit has none (an edit
@@ -47,6 +50,9 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.IntFlag{Name: flagLaunchTO, HideDefault: true, Usage: "`SECONDS` to wait for the remote kernel to start" + def(fmt.Sprint(kernelspec.DefaultLaunchTimeout))},
 		&cli.IntFlag{Name: flagShutdownTO, HideDefault: true, Usage: "`SECONDS` to wait for a clean shutdown before the kernel is killed" + def(fmt.Sprint(kernelspec.DefaultShutdownTimeout))},
 		&cli.StringFlag{Name: flagTransport, Usage: "`MODE` of the remote kernel's sockets: ipc (unix sockets) or tcp (127.0.0.1)" + def("ipc")},
+		&cli.StringFlag{Name: flagLauncher, Usage: "`HOW` the remote starts the kernel: local (on the SSH host) or slurm (a batch job on a compute node; sockets are tcp)" + def("local")},
+		&cli.StringFlag{Name: flagLauncherArgs, Usage: "`ARGS` for the launcher, split as sh would: for slurm, sbatch options, e.g. '--partition=gpu --time=4:00:00'"},
+		&cli.IntFlag{Name: flagQueueTO, HideDefault: true, Usage: "`SECONDS` a Slurm job may wait in the queue before it is cancelled" + def(fmt.Sprint(kernelspec.DefaultQueueTimeout))},
 	}
 }
 
@@ -177,6 +183,27 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 			return err
 		}
 	}
+	if cmd.IsSet(flagLauncher) {
+		g.Launcher = cmd.String(flagLauncher)
+		if g.Launcher != "local" && g.Launcher != "slurm" {
+			return fmt.Errorf("--launcher %q: use local or slurm", g.Launcher)
+		}
+	}
+	if cmd.IsSet(flagLauncherArgs) {
+		g.LauncherArgs = cmd.String(flagLauncherArgs)
+		if strings.TrimSpace(g.LauncherArgs) == "" || strings.ContainsAny(g.LauncherArgs, "\n\x00") {
+			return errors.New("empty --launcher-args; give the launcher's options on one line, or use --unset launcher_args")
+		}
+	}
+	if cmd.IsSet(flagQueueTO) {
+		g.QueueTimeout = cmd.Int(flagQueueTO)
+		if err := checkTimeout(flagQueueTO, g.QueueTimeout); err != nil {
+			return err
+		}
+	}
+	if g.Launcher == "slurm" && g.Transport == "ipc" {
+		return errors.New("--launcher slurm runs the kernel on a compute node, which the login node reaches over tcp only; drop --transport ipc (or --unset transport)")
+	}
 	return nil
 }
 
@@ -191,6 +218,9 @@ var unsettable = map[string]struct {
 	"launch_timeout":   {flagLaunchTO, func(g *kernelspec.Gopyk) { g.LaunchTimeout = 0 }},
 	"shutdown_timeout": {flagShutdownTO, func(g *kernelspec.Gopyk) { g.ShutdownTimeout = 0 }},
 	"transport":        {flagTransport, func(g *kernelspec.Gopyk) { g.Transport = "" }},
+	"launcher":         {flagLauncher, func(g *kernelspec.Gopyk) { g.Launcher = "" }},
+	"launcher_args":    {flagLauncherArgs, func(g *kernelspec.Gopyk) { g.LauncherArgs = "" }},
+	"queue_timeout":    {flagQueueTO, func(g *kernelspec.Gopyk) { g.QueueTimeout = 0 }},
 }
 
-const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport"
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout"

@@ -128,6 +128,16 @@ func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck b
 	if sr.ShutdownTimeout == 0 {
 		sr.ShutdownTimeout = kernelspec.DefaultShutdownTimeout
 	}
+	sr.Launcher = g.Launcher
+	if sr.Launcher == "" {
+		sr.Launcher = "local"
+	}
+	if sr.Launcher == "slurm" {
+		sr.QueueTimeout = g.QueueTimeout
+		if sr.QueueTimeout == 0 {
+			sr.QueueTimeout = kernelspec.DefaultQueueTimeout
+		}
+	}
 
 	if g.SSHConfig != "" {
 		sr.SSHConfig = &Check{Status: StatusOK, Message: g.SSHConfig}

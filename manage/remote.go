@@ -80,7 +80,7 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 			unknownRemote("not checked")[2:]...)
 	}
 	r, err := remote.Exec(ctx, sess, remote.Params{Action: remote.ActionInspect, KernelName: g.RemoteKernelName,
-		Python: g.RemotePython, Pre: g.RemotePre})
+		Python: g.RemotePython, Pre: g.RemotePre, Launcher: g.Launcher})
 	if err != nil {
 		// The launcher did not run: the python (or the pre-command) is the problem.
 		return []Check{conn,
@@ -99,6 +99,9 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 		checks = append(checks, Check{Label: "Remote jupyter_client", Status: StatusWarning,
 			Message: "not importable by this python (ipykernel needs it; gopyk itself does not)"})
 	}
+	if g.Launcher == "slurm" {
+		checks = append(checks, slurmCheck(r, s.Name))
+	}
 	if r.KernelError != "" {
 		msg := r.KernelError
 		if len(r.KernelNames) > 0 {
@@ -115,4 +118,23 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 		Check{Label: "Remote Interrupt Mode", Status: StatusInfo, Message: mode},
 		Check{Label: "Remote Command", Status: StatusInfo, Message: strings.Join(r.Argv, " ")})
 	return checks
+}
+
+// slurmCheck says whether the login node has the Slurm commands a slurm
+// launcher runs there.
+func slurmCheck(r *remote.Reply, spec string) Check {
+	c := Check{Label: "Slurm Commands"}
+	switch {
+	case r.SlurmCommands == nil:
+		c.Status, c.Message = StatusUnknown, "not checked: the remote launcher did not report them"
+	case len(r.SlurmMissing) > 0:
+		c.Status = StatusError
+		c.Message = strings.Join(r.SlurmMissing, ", ") + " not found on the PATH of " + r.Hostname +
+			"; make them available with 'gopyk edit --kernel-name " + spec + " --remote-pre \"module load slurm\"' or use --launcher local"
+	case r.SlurmError != "":
+		c.Status, c.Message = StatusError, oneLine(r.SlurmError)
+	default:
+		c.Status, c.Message = StatusOK, oneLine(r.SlurmVersion+" ("+r.SlurmCommands["sbatch"]+")")
+	}
+	return c
 }

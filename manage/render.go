@@ -101,6 +101,11 @@ func (p *printer) ssh(k kernelReport) {
 	p.line("Kernel spec", k.SpecFile)
 	p.line("Command (simplified)", s.Command)
 	p.line("Language", k.Language)
+	launcher := s.Launcher
+	if launcher == "slurm" {
+		launcher += ": sbatch " + s.Settings.LauncherArgs + " (on a compute node)"
+	}
+	p.line("Launcher", strings.TrimSpace(launcher))
 	p.check("Interrupt Mode", s.InterruptMode)
 	if s.SSHConfig != nil {
 		p.check("SSH Config File", *s.SSHConfig)
@@ -121,6 +126,9 @@ func (p *printer) ssh(k kernelReport) {
 	}
 	p.line("Launch Timeout", strconv.Itoa(s.LaunchTimeout)+" s")
 	p.line("Shutdown Timeout", strconv.Itoa(s.ShutdownTimeout)+" s")
+	if s.QueueTimeout > 0 {
+		p.line("Queue Timeout", strconv.Itoa(s.QueueTimeout)+" s")
+	}
 }
 
 func (p *printer) host(h hostReport, suffix string) {

@@ -69,7 +69,9 @@ type sshReport struct {
 	Route           []hostReport     `json:"route"` // dial order: jump hosts first, the target last
 	RouteError      *Check           `json:"route_error,omitempty"`
 	Remote          []Check          `json:"remote"`
+	Launcher        string           `json:"launcher"` // local or slurm
 	LaunchTimeout   int              `json:"launch_timeout"`
+	QueueTimeout    int              `json:"queue_timeout,omitempty"` // launcher slurm
 	ShutdownTimeout int              `json:"shutdown_timeout"`
 }
 
