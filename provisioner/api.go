@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/wire"
@@ -19,6 +20,10 @@ type Config struct {
 	Persistent  bool         // the remote kernel outlives this launcher
 	Log         *slog.Logger // nil = discard
 	Interactive bool         // a TTY is attached: ssh may prompt for passphrases
+	// GiveUpAfter is how long a lost connection is retried before the kernel
+	// is given up (Done, with the last dial error); 0 means 12 hours, long
+	// enough for a laptop's lid to stay shut overnight.
+	GiveUpAfter time.Duration
 }
 
 // State is what re-attaching to a running remote kernel needs; the launcher

@@ -371,7 +371,7 @@ func (k *kernel) monitor() {
 			// The lease ended: either the connection died or the supervisor did.
 			select {
 			case <-c.Done():
-			case <-time.After(time.Second):
+			case <-time.After(300 * time.Millisecond):
 			case <-k.ctx.Done():
 				return
 			}
@@ -440,8 +440,15 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 			k.finish(fmt.Errorf("%w: %v", ErrKernelDied, err))
 			return false
 		}
-		if time.Since(t0) > giveUpAfter {
-			k.finish(fmt.Errorf("connection to %s lost for %v, giving up: %w", k.cfg.Gopyk.SSHHostAlias, giveUpAfter, err))
+		// A host key that changed while we were away is what an attacker in
+		// the middle looks like: never retry past it.
+		if errors.Is(err, sshconf.ErrHostKeyChanged) || errors.Is(err, sshconf.ErrHostKeyRevoked) {
+			k.finish(fmt.Errorf("reconnect to %s refused: %w", k.cfg.Gopyk.SSHHostAlias, err))
+			return false
+		}
+		if limit := k.giveUpAfter(); time.Since(t0) > limit {
+			k.finish(fmt.Errorf("connection to %s lost for %v, giving up (the remote kernel is shut down after its grace period unless persistent): %w",
+				k.cfg.Gopyk.SSHHostAlias, limit, err))
 			return false
 		}
 		if !logged {
@@ -457,6 +464,13 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 		}
 		backoff = min(backoff*2, backoffMax)
 	}
+}
+
+func (k *kernel) giveUpAfter() time.Duration {
+	if k.cfg.GiveUpAfter > 0 {
+		return k.cfg.GiveUpAfter
+	}
+	return giveUpAfter
 }
 
 func (k *kernel) redial() error {

@@ -235,3 +235,30 @@ func TestSupervisorGoneEndsKernel(t *testing.T) {
 }
 
 func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// A connection that can't be restored is given up after Config.GiveUpAfter:
+// Done closes with the dial error.
+func TestGiveUpAfter(t *testing.T) {
+	b := newBed(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	b.cfg.GiveUpAfter = 2 * time.Second
+	k := b.launch(t)
+	conns := b.sshd.ConnPIDs()
+	b.sshd.Kill()
+	for _, pid := range conns {
+		killPID(pid)
+	}
+	t0 := time.Now()
+	select {
+	case <-k.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("still retrying 15s after the server went away with GiveUpAfter 2s")
+	}
+	t.Logf("gave up after %v: %v", time.Since(t0).Round(time.Millisecond), k.Err())
+	if k.Err() == nil || !strings.Contains(k.Err().Error(), "giving up") || !strings.Contains(k.Err().Error(), "refused") {
+		t.Fatalf("Err = %v, want giving up with the dial error", k.Err())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	k.Shutdown(ctx)
+}
