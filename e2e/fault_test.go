@@ -332,8 +332,8 @@ func TestJupyterServerKernelKilled(t *testing.T) {
 		t.Fatalf("restarted kernel still has x: %+v", r)
 	}
 	ws3 := s.channels(kern.ID)
-	id := ws3.submit("import time; time.sleep(100)")
-	ws3.waitBusy(id, 30*time.Second)
+	id := ws3.submit("print('sleeping', flush=True); import time; time.sleep(100)")
+	ws3.waitStarted(id, 30*time.Second)
 	if code, b := s.do("POST", "/api/kernels/"+kern.ID+"/interrupt", nil); code != 204 {
 		t.Fatalf("interrupt = %d: %s", code, b)
 	}

@@ -176,8 +176,9 @@ func (w *wsKernel) result(id string, d time.Duration) wsResult {
 	return r
 }
 
-// waitBusy waits until the kernel reports busy for the given request.
-func (w *wsKernel) waitBusy(id string, d time.Duration) {
+// waitStarted waits until the cell of request id prints its start marker
+// ("busy" alone comes before the cell's code runs).
+func (w *wsKernel) waitStarted(id string, d time.Duration) {
 	w.t.Helper()
 	timeout := time.After(d)
 	for {
@@ -185,11 +186,11 @@ func (w *wsKernel) waitBusy(id string, d time.Duration) {
 		case m := <-w.in:
 			ph, _ := m["parent_header"].(map[string]any)
 			c, _ := m["content"].(map[string]any)
-			if ph["msg_id"] == id && m["msg_type"] == "status" && c["execution_state"] == "busy" {
+			if text, _ := c["text"].(string); ph["msg_id"] == id && m["msg_type"] == "stream" && strings.Contains(text, "sleeping") {
 				return
 			}
 		case <-timeout:
-			w.t.Fatalf("kernel never busy with %s", id)
+			w.t.Fatalf("cell %s never started", id)
 		}
 	}
 }
@@ -216,8 +217,8 @@ func TestJupyterServerLifecycle(t *testing.T) {
 		t.Fatalf("first cell: %+v (want ok and remote user %s)", r, e.sshd.User)
 	}
 
-	id := ws.submit("import time; time.sleep(100)")
-	ws.waitBusy(id, 30*time.Second)
+	id := ws.submit("print('sleeping', flush=True); import time; time.sleep(100)")
+	ws.waitStarted(id, 30*time.Second)
 	t0 := time.Now()
 	if code, b := s.do("POST", "/api/kernels/"+k.ID+"/interrupt", nil); code != 204 {
 		t.Fatalf("interrupt = %d: %s", code, b)

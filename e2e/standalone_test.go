@@ -38,8 +38,9 @@ func interruptSleep(t *testing.T, c *wire.Client, interrupt func()) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		r, err := c.Execute(ctx, "import time; time.sleep(100)", wire.OnIOPub(func(m *wire.Message) {
-			if m.Header.MsgType == "status" && m.Str("execution_state") == "busy" {
+		// The marker proves the cell's code runs: "busy" comes before that.
+		r, err := c.Execute(ctx, "print('sleeping', flush=True); import time; time.sleep(100)", wire.OnIOPub(func(m *wire.Message) {
+			if m.Header.MsgType == "stream" && strings.Contains(m.Str("text"), "sleeping") {
 				once.Do(func() { close(busy) })
 			}
 		}))
