@@ -102,8 +102,8 @@ func run(ctx context.Context, out io.Writer) error {
 	var cell *wire.ExecResult
 	go func() {
 		var err error
-		cell, err = exec(ctx, c, "import time; time.sleep(100)", wire.OnIOPub(func(m *wire.Message) {
-			if m.Header.MsgType == "status" && m.Str("execution_state") == "busy" {
+		cell, err = exec(ctx, c, "print('sleeping', flush=True); import time; time.sleep(100)", wire.OnIOPub(func(m *wire.Message) {
+			if m.Header.MsgType == "stream" && strings.Contains(m.Str("text"), "sleeping") {
 				close(busy)
 			}
 		}))
