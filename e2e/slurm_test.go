@@ -26,6 +26,15 @@ var jobLine = regexp.MustCompile(`Slurm job (\d+) submitted`)
 func TestSlurmKernel(t *testing.T) {
 	s := testbed.SlurmForTest(t)
 	e := slurmEnv(t, s, "--launcher-args", "--time=10 --job-name=gpk-e2e", "--queue-timeout", "60")
+	// gopyk list shows the launcher and finds Slurm on the login node.
+	list := e.gopyk("list", "-r")
+	for _, want := range []string{"Launcher:              slurm: sbatch --time=10 --job-name=gpk-e2e (on a compute node)",
+		"Slurm Commands:        (v) slurm-wlm 22.", "Queue Timeout:         60 s"} {
+		if !strings.Contains(list, want) {
+			t.Fatalf("gopyk list lacks %q:\n%s", want, list)
+		}
+	}
+
 	k, cf := e.launch()
 	m := jobLine.FindStringSubmatch(k.output())
 	if m == nil {
@@ -96,7 +105,8 @@ func TestSlurmKernel(t *testing.T) {
 			t.Fatalf("exit 0 with a bad partition:\n%s", k.output())
 		}
 		out := k.output()
-		if !strings.Contains(out, "invalid partition specified: nope") || !strings.Contains(out, e.spec) {
+		if !strings.Contains(out, "invalid partition specified: nope") || !strings.Contains(out, e.spec) ||
+			strings.Count(out, "invalid partition specified") != 1 {
 			t.Fatalf("output does not quote Slurm with the spec name:\n%s", out)
 		}
 		if d := time.Since(t0); d > 10*time.Second {

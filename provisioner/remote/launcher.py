@@ -1238,7 +1238,7 @@ class SlurmSupervisor(Supervisor):
             job_id = out.strip().split(";")[0]
             if rc != 0 or not job_id.isdigit():
                 raise Fail("slurm", "kernel spec %r: sbatch refused the job: %s" % (
-                    self.name, oneline(err or out or "exit code %d" % rc)), argv=cmd, stderr_tail=err.strip())
+                    self.name, oneline(err or out or "exit code %d" % rc)), argv=cmd)
         except Fail as e:
             self.proc = None
             self.state = "exited"
@@ -1391,7 +1391,10 @@ def slurm_inspect():
     if found["sbatch"]:
         try:
             rc, out, err = slurm_run(["sbatch", "--version"])
-            res["slurm_version"] = (out or err).strip()
+            if rc == 0:
+                res["slurm_version"] = out.strip()
+            else:  # sbatch cannot find its configuration (SLURM_CONF) or is broken
+                res["slurm_error"] = "sbatch --version failed: " + oneline(err or out)
         except Fail as e:
             res["slurm_version"] = ""
             res["slurm_error"] = str(e)

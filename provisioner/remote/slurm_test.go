@@ -97,7 +97,7 @@ func TestSlurmLaunch(t *testing.T) {
 		_, err := b.exec(Params{KernelName: "GoPyk-Test", Launcher: "slurm", Tag: "spec-bad", LauncherArgs: "--partition=nope"})
 		var re *ReplyError
 		if !errors.As(err, &re) || re.Code != CodeSlurm || !strings.Contains(re.Message, "invalid partition specified: nope") ||
-			!strings.Contains(re.Message, "spec-bad") {
+			!strings.Contains(re.Message, "spec-bad") || strings.Count(err.Error(), "invalid partition") != 1 {
 			t.Fatalf("err %v: want Slurm's message with the spec name", err)
 		}
 		if d := time.Since(t0); d > 10*time.Second {
@@ -116,4 +116,40 @@ func TestSlurmLaunch(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// inspect with launcher slurm reports where the Slurm commands are, which
+// are missing from the login node's PATH, and sbatch's complaint. (The
+// version on success: e2e's TestSlurmKernel, through gopyk list.)
+func TestSlurmInspect(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	r, err := b.exec(Params{Action: ActionInspect, KernelName: "GoPyk-Test", Launcher: "slurm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No SLURM_CONF and no configless DNS records: sbatch says so.
+	if len(r.SlurmMissing) != 0 || r.SlurmCommands["sbatch"] != "/usr/bin/sbatch" ||
+		!strings.Contains(r.SlurmError, "Could not establish a configuration source") {
+		t.Fatalf("with Slurm on PATH: commands %v missing %v error %q", r.SlurmCommands, r.SlurmMissing, r.SlurmError)
+	}
+	for i, kv := range b.env {
+		if strings.HasPrefix(kv, "PATH=") {
+			b.env[i] = "PATH=" + t.TempDir()
+		}
+	}
+	r, err = b.exec(Params{Action: ActionInspect, KernelName: "GoPyk-Test", Launcher: "slurm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(r.SlurmMissing, " ") != "sbatch squeue scancel scontrol" || r.SlurmVersion != "" {
+		t.Fatalf("without Slurm on PATH: missing %v version %q", r.SlurmMissing, r.SlurmVersion)
+	}
+	r, err = b.exec(Params{Action: ActionInspect, KernelName: "GoPyk-Test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SlurmCommands != nil {
+		t.Fatalf("launcher local: Slurm checked: %v", r.SlurmCommands)
+	}
 }
