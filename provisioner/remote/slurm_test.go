@@ -92,6 +92,20 @@ func TestSlurmLaunch(t *testing.T) {
 	}
 	waitGone(t, 10*time.Second, r.SupervisorPID)
 
+	// A supervisor nobody leases (its launcher died) ends the job after the grace period.
+	t.Run("grace", func(t *testing.T) {
+		r, err := b.exec(Params{KernelName: "GoPyk-Test", Launcher: "slurm", Grace: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if jobs, _ := s.Jobs(tctx(t, 10*time.Second)); !strings.Contains(jobs, r.JobID+" RUNNING") {
+			t.Fatalf("squeue %q: want job %s running", jobs, r.JobID)
+		}
+		if err := s.WaitNoJobs(tctx(t, 20*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, 10*time.Second, r.SupervisorPID)
+	})
 	t.Run("bad partition", func(t *testing.T) {
 		t0 := time.Now()
 		_, err := b.exec(Params{KernelName: "GoPyk-Test", Launcher: "slurm", Tag: "spec-bad", LauncherArgs: "--partition=nope"})
