@@ -435,6 +435,10 @@ def list_kernels():
                 spid = int(st.get("supervisor_pid", 0))
                 if pid_alive(spid):
                     continue
+                if st.get("job_id"):
+                    job = orphan_job(str(st["job_id"]))
+                    if job:
+                        removed.append(job)
                 kpid = int(st.get("kernel_pid", 0))
                 if kpid > 0 and pid_alive(kpid):
                     kernels.append({"ok": False, "code": "orphan", "run_dir": d, "kernel_pid": kpid,
@@ -546,6 +550,7 @@ class Supervisor(object):
         st = {"supervisor_pid": os.getpid(), "kernel_pid": self.proc.pid if self.proc else 0,
               "hostname": self.facts["hostname"],
               "kernel_name": self.p.get("kernel_name"), "tag": self.p.get("tag", ""), "started": self.started}
+        st.update(self.state_extra())
         try:
             write_private(os.path.join(self.run_dir, "state.json"), json.dumps(st).encode())
         except OSError as e:
@@ -713,6 +718,9 @@ class Supervisor(object):
             self.finish()
 
     def exit_details(self):
+        return {}
+
+    def state_extra(self):
         return {}
 
     def describe_exit(self, desc):
@@ -1257,6 +1265,10 @@ class SlurmSupervisor(Supervisor):
         self.progress("Slurm job %s submitted" % job_id)
         self.timer("job", 0.05, self.watch)
 
+    def state_extra(self):
+        # list_kernels cancels the job of a supervisor that died (kill -9, a reboot of the login node).
+        return {"job_id": self.proc.job_id} if isinstance(self.proc, SlurmJob) else {}
+
     def exit_details(self):
         job = self.proc
         if not isinstance(job, SlurmJob):
@@ -1376,6 +1388,18 @@ class SlurmSupervisor(Supervisor):
                              "error": "kernel spec %r: Slurm job %s still %s after the %gs queue timeout "
                              "(reason: %s); cancelled it (raise it with --queue-timeout or change --launcher-args)"
                              % (self.name, job.job_id, st.lower(), self.queue_timeout, reason)})
+
+
+def orphan_job(job_id):
+    """Cancel the Slurm job of a dead supervisor; a description if there was one to cancel."""
+    info = job_info(job_id)
+    if not info or info.get("JobState") in JOB_ENDED:
+        return ""
+    try:
+        slurm_run(["scancel", job_id])
+    except Fail:
+        return ""
+    return "Slurm job %s (its supervisor had died)" % job_id
 
 
 def oneline(s):

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,6 +106,25 @@ func TestSlurmLaunch(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitGone(t, 10*time.Second, r.SupervisorPID)
+	})
+	// The job of a supervisor killed with SIGKILL is cancelled by the next list.
+	t.Run("supervisor killed", func(t *testing.T) {
+		r, err := b.exec(Params{KernelName: "GoPyk-Test", Launcher: "slurm", Grace: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = syscall.Kill(r.SupervisorPID, syscall.SIGKILL)
+		waitGone(t, 10*time.Second, r.SupervisorPID)
+		l, err := b.exec(Params{Action: ActionList})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(l.Removed, "\n"), "Slurm job "+r.JobID+" ") {
+			t.Fatalf("list removed %q: want job %s", l.Removed, r.JobID)
+		}
+		if err := s.WaitNoJobs(tctx(t, 20*time.Second)); err != nil {
+			t.Fatal(err)
+		}
 	})
 	t.Run("bad partition", func(t *testing.T) {
 		t0 := time.Now()
