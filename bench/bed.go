@@ -327,6 +327,7 @@ func (k *kernel) shutdown(ctx context.Context) bool {
 	if k.c != nil {
 		k.c.Shutdown(ctx, false)
 		k.c.Close()
+		k.c = nil
 	}
 	clean := k.p.wait(20 * time.Second)
 	if !clean {

@@ -48,7 +48,7 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 20, "kernels launched at once")
 	flag.DurationVar(&o.oneWay, "latency", 50*time.Millisecond, "toxiproxy latency each way for the slow-link figures")
 	flag.Var(&o.sshdConfig, "sshd-config", "extra sshd_config `LINE` for the bench sshd (repeatable), e.g. \"MaxStartups 100\" (default: sshd's defaults)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (cycles, launch, kernels, forwards, scale, slow); default all")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (cycles, launch, kernels, scale, slow); default all")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -76,8 +76,7 @@ func run(ctx context.Context, o options, out, logw io.Writer) error {
 	}{
 		{"cycles", "goroutines and fds over launch/shutdown cycles", benchCycles},
 		{"launch", "launches on loopback", benchLaunches},
-		{"kernels", "round trips, throughput and footprint", benchKernels},
-		{"forwards", "OpenSSH forwards", benchForwards},
+		{"kernels", "round trips (with OpenSSH forwards), throughput and footprint", benchKernels},
 		{"scale", "scale", benchScale},
 		{"slow", "100 ms RTT", benchSlow},
 	}

@@ -91,11 +91,10 @@ var (
 type handKernel struct {
 	pid    int
 	remote wire.ConnInfo
-	local  wire.ConnInfo
 }
 
 func (b *bed) startHandKernel(ctx context.Context) (*handKernel, error) {
-	ports, err := b.freePorts(10)
+	ports, err := b.freePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +104,7 @@ func (b *bed) startHandKernel(ctx context.Context) (*handKernel, error) {
 		ci.SetPorts(p)
 		return ci
 	}
-	h := &handKernel{remote: mk(ports[:5]), local: mk(ports[5:])}
+	h := &handKernel{remote: mk(ports[:5])}
 	js := fmt.Sprintf(`{"shell_port":%d,"iopub_port":%d,"stdin_port":%d,"control_port":%d,"hb_port":%d,"ip":"127.0.0.1","key":%q,"transport":"tcp","signature_scheme":"hmac-sha256","kernel_name":"python3"}`,
 		h.remote.ShellPort, h.remote.IOPubPort, h.remote.StdinPort, h.remote.ControlPort, h.remote.HBPort, key)
 	// The key goes on stdin, never on a command line.
@@ -131,33 +130,37 @@ func (h *handKernel) stop() {
 	syscall.Kill(h.pid, syscall.SIGKILL)
 }
 
-// forwardRoundTrips measures round trips to h through OpenSSH forwards of
-// the given mode, to the sshd reached by alias in config.
-func (b *bed) forwardRoundTrips(ctx context.Context, h *handKernel, mode sshMode, config, alias string, n int) ([]time.Duration, error) {
+// forward runs OpenSSH's forwards of the given mode to h on fresh local
+// ports, through the sshd reached by alias in config, and returns a client
+// that saw the kernel ready through them. Closing the client and stopping
+// the ssh are the caller's.
+func (b *bed) forward(ctx context.Context, h *handKernel, mode sshMode, config, alias string) (*wire.Client, *proc, error) {
+	ports, err := b.freePorts(5)
+	if err != nil {
+		return nil, nil, err
+	}
+	local := h.remote
+	local.SetPorts(ports)
 	args := []string{"-F", config, "-o", "ExitOnForwardFailure=yes"}
 	for _, ch := range []string{wire.Shell, wire.IOPub, wire.Stdin, wire.Control, wire.HB} {
-		args = append(args, "-L", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", h.local.Port(ch), h.remote.Port(ch)))
+		args = append(args, "-L", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", local.Port(ch), h.remote.Port(ch)))
 	}
 	args = append(append(args, mode.args...), alias)
 	args = append(args, mode.cmd...)
 	p, err := b.start("ssh", args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer p.stop(3 * time.Second)
-	if err := waitListen(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(h.local.ShellPort)), p); err != nil {
-		return nil, fmt.Errorf("%s: %w", mode.name, err)
+	if err := waitListen(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(local.ShellPort)), p); err != nil {
+		p.stop(3 * time.Second)
+		return nil, nil, fmt.Errorf("%s: %w", mode.name, err)
 	}
-	c, err := connect(ctx, h.local, p)
+	c, err := connect(ctx, local, p)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", mode.name, err)
+		p.stop(3 * time.Second)
+		return nil, nil, fmt.Errorf("%s: %w", mode.name, err)
 	}
-	defer c.Close()
-	d, err := roundTrips(ctx, c, n)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", mode.name, err)
-	}
-	return d, nil
+	return c, p, nil
 }
 
 func waitListen(ctx context.Context, addr string, p *proc) error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/gopyk/gopyk/wire"
 )
 
 // results holds every figure of one run; a zero value means "not measured".
@@ -31,6 +33,7 @@ type results struct {
 	scaleGopyk, scaleLocal scale
 
 	rtt                time.Duration
+	slowLocal          launches // the local kernel again, interleaved with the slow launches
 	slowCold, slowWarm launches
 	rtSlow             []time.Duration
 	rtSlowSSH          []time.Duration
@@ -66,11 +69,9 @@ func benchKernels(ctx context.Context, b *bed, r *results) error {
 		return fmt.Errorf("gopyk kernel: %w", err)
 	}
 	defer gk.shutdown(ctx)
-	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, lk.c, gk.c)
-	if err != nil {
-		return fmt.Errorf("round trips (1 local, 2 gopyk): %w", err)
+	if err := b.roundTripsWithSSH(ctx, r, lk, gk); err != nil {
+		return err
 	}
-	r.rtLocal, r.rtGopyk = rts[0], rts[1]
 	for range r.opts.tpRuns {
 		v, err := throughput(ctx, lk.c, r.opts.mb)
 		if err != nil {
@@ -108,25 +109,6 @@ func benchKernels(ctx context.Context, b *bed, r *results) error {
 	return b.waitNoRemote(15 * time.Second)
 }
 
-func benchForwards(ctx context.Context, b *bed, r *results) error {
-	h, err := b.startHandKernel(ctx)
-	if err != nil {
-		return err
-	}
-	defer h.stop()
-	r.rtSSH = map[string][]time.Duration{}
-	var errs []error
-	for _, m := range []sshMode{sshExec, sshPty, sshNoSession} {
-		d, err := b.forwardRoundTrips(ctx, h, m, b.sshd.ConfigFile, b.sshd.Alias, r.opts.roundTrips)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		r.rtSSH[m.name] = d
-	}
-	return errors.Join(errs...)
-}
-
 func benchScale(ctx context.Context, b *bed, r *results) error {
 	r.scaleLocal = b.runScale(ctx, r.opts.scale, b.startLocal)
 	r.scaleGopyk = b.runScale(ctx, r.opts.scale, func(ctx context.Context) (*kernel, error) {
@@ -144,12 +126,47 @@ func benchScale(ctx context.Context, b *bed, r *results) error {
 	return errors.Join(errs...)
 }
 
+// roundTripsWithSSH measures the local and the gopyk kernel and OpenSSH's
+// forwards to a kernel started by hand, in the same turns; the hand kernel
+// and the forwards are gone when it returns.
+func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk *kernel) error {
+	// OpenSSH's forwards to a kernel started by hand, measured in the same
+	// turns as the local and the gopyk kernel.
+	h, err := b.startHandKernel(ctx)
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	modes := []sshMode{sshExec, sshPty, sshNoSession}
+	clients := []*wire.Client{lk.c, gk.c}
+	for _, m := range modes {
+		c, p, err := b.forward(ctx, h, m, b.sshd.ConfigFile, b.sshd.Alias)
+		if err != nil {
+			return err
+		}
+		defer p.stop(3 * time.Second)
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, clients...)
+	if err != nil {
+		return fmt.Errorf("round trips (local, gopyk, then the ssh modes in order): %w", err)
+	}
+	r.rtLocal, r.rtGopyk = rts[0], rts[1]
+	r.rtSSH = map[string][]time.Duration{}
+	for i, m := range modes {
+		r.rtSSH[m.name] = rts[2+i]
+	}
+	return nil
+}
+
 func benchSlow(ctx context.Context, b *bed, r *results) error {
 	r.rtt = b.slow.rtt
 	var errs []error
 	var err error
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
 	if err := b.runLaunches(ctx, r.opts.launches,
+		series{"python3", "", &r.slowLocal},
 		series{b.slowSpec, cold, &r.slowCold},
 		series{b.slowSpec, "", &r.slowWarm}); err != nil {
 		errs = append(errs, err)
@@ -158,17 +175,22 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	if r.rtSlow, err = roundTrips(ctx, gk.c, r.opts.roundTrips); err != nil {
-		errs = append(errs, err)
-	}
-	gk.shutdown(ctx)
+	defer gk.shutdown(ctx)
 	h, err := b.startHandKernel(ctx)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	defer h.stop()
-	if r.rtSlowSSH, err = b.forwardRoundTrips(ctx, h, sshExec, b.slow.config, b.slow.alias, r.opts.roundTrips); err != nil {
-		errs = append(errs, err)
+	c, p, err := b.forward(ctx, h, sshExec, b.slow.config, b.slow.alias)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
 	}
+	defer p.stop(3 * time.Second)
+	defer c.Close()
+	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, gk.c, c)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("round trips (1 gopyk, 2 %s): %w", sshExec.name, err))...)
+	}
+	r.rtSlow, r.rtSlowSSH = rts[0], rts[1]
 	return errors.Join(errs...)
 }

@@ -79,25 +79,25 @@ func (r *results) markdown() string {
 		ir.window, ir.launcherCPU, ir.superCPU, verdict(measured, ir.launcherCPU < 0.5 && ir.superCPU < 0.5))
 	c := r.cyc
 	w("| goroutines / fds: before, after 1, after %d launch+shutdown cycles (in-process provisioner) | — | %d / %d → %d / %d → %d / %d | remote processes left: %s | no growth after the first | %s | |",
-		c.n, c.goBefore, c.fdBefore, c.goFirst, c.fdFirst, c.goAfter, c.fdAfter, yesNo(!c.clean, "some", "none"),
+		c.n, c.goBefore, c.fdBefore, c.goFirst, c.fdFirst, c.goAfter, c.fdAfter, yesNo(c.goFirst == 0, "n/a", yesNo(!c.clean, "some", "none")),
 		verdict(c.goFirst > 0, c.goAfter <= c.goFirst && c.fdAfter <= c.fdFirst && c.clean))
 	sg, sl := r.scaleGopyk, r.scaleLocal
 	w("| %d kernels launched at once: all answered after | %s (%d failed) | %s (%d failed) | clean exits after shutdown_request: %d/%d; remote left over: %s | all answer, all shut down cleanly | %s | |",
 		sg.n, durOr(sl.ready), len(sl.failed), durOr(sg.ready), len(sg.failed), sg.clean, sg.n, leftover(sg),
 		verdict(sg.ready > 0, len(sg.failed) == 0 && sg.clean == sg.n && sg.leftErr == nil))
 	rtt := r.rtt
-	slowRow := func(name string, g, fast launches) {
-		gm, fm := median(g.launch), median(fast.launch)
-		n, nf := 0.0, 0.0
-		if rtt > 0 && gm > 0 && lm > 0 {
-			n = float64(gm-lm) / float64(rtt)
-			nf = float64(gm-fm) / float64(rtt)
+	slm := median(r.slowLocal.launch)
+	slowRow := func(name string, g launches) {
+		gm := median(g.launch)
+		n := 0.0
+		if rtt > 0 && gm > 0 && slm > 0 {
+			n = float64(gm-slm) / float64(rtt)
 		}
-		w("| launch at %v RTT, %s (min / median / max) | %s (no network) | %s | %.1f RTT above the local kernel's start (%.1f RTT above the same launch on loopback) | ≤ kernel start + 10 RTT | %s | |",
-			rtt, name, durOr(lm), minMedMax(g.launch), n, nf, verdict(gm > 0 && lm > 0, n <= 10))
+		w("| launch at %v RTT, %s (min / median / max) | %s (no network; interleaved with these) | %s | %.1f RTT above the local kernel's start | ≤ kernel start + 10 RTT | %s | |",
+			rtt, name, minMedMax(r.slowLocal.launch), minMedMax(g.launch), n, verdict(gm > 0 && slm > 0, n <= 10))
 	}
-	slowRow("cold", r.slowCold, r.cold)
-	slowRow("repeated", r.slowWarm, r.warm)
+	slowRow("cold", r.slowCold)
+	slowRow("repeated", r.slowWarm)
 	sm, ssm := median(r.rtSlow), median(r.rtSlowSSH)
 	w("| execute round trip at %v RTT (median / p99) | %s | %s | %s: %s | ≤ 1.10× ssh -L | %s | |",
 		rtt, medP99(r.rtLocal), medP99(r.rtSlow), sshExec.name, medP99(r.rtSlowSSH), verdict(sm > 0 && ssm > 0, float64(sm) <= 1.1*float64(ssm)))
