@@ -29,4 +29,19 @@
 // restart or shutdown request, then removes the run dir and exits. If the
 // supervisor is killed, the kernel follows (PR_SET_PDEATHSIG on Linux,
 // JPY_PARENT_PID for ipykernel).
+//
+// Launcher slurm (Params.Launcher): the supervisor stays on the login node
+// (the SSH target) and submits the kernel with `sbatch --parsable [args]
+// job.sh`; job.sh (in the run dir, no key) first writes into the connection
+// file the address at which the job's node reaches the submit host, then
+// execs the kernel, which binds random ports (0 in the file) and writes them
+// back. Channels are then node:port, reached by the local side's direct-tcpip
+// through the login node. While the job pends, the launch relays frames
+// {"op":"progress","message":…} (Params.Progress); past QueueTimeout the job is
+// cancelled (CodeQueueTimeout, with squeue's reason). Interrupt is `scancel
+// --signal=INT --batch`, stop is `scancel`; the supervisor notices the job's
+// end by a connect to the heartbeat port every second and `scontrol show job`
+// every 30 s. The run dir must be on a file system the compute node shares
+// (the home). A supervisor that died leaves its job to the next ActionList,
+// which cancels it.
 package remote
