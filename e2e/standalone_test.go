@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/gopyk/gopyk/testbed"
 	"github.com/gopyk/gopyk/wire"
 )
 
@@ -281,28 +279,9 @@ func (s *syncBuf) String() string {
 
 func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
-	}
-	var n uint32
-	var ioErr error
-	rc, err := m.SyscallConn()
+	m, s, err := testbed.OpenPTY()
 	if err != nil {
 		t.Fatal(err)
-	}
-	err = rc.Control(func(fd uintptr) {
-		if ioErr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ioErr != nil {
-			return
-		}
-		n, ioErr = unix.IoctlGetUint32(int(fd), unix.TIOCGPTN)
-	})
-	if err != nil || ioErr != nil {
-		t.Fatalf("unlock pty: %v %v", err, ioErr)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open pty slave: %v", err)
 	}
 	t.Cleanup(func() { m.Close(); s.Close() })
 	return m, s

@@ -7,38 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/gopyk/gopyk/testbed"
 )
 
-// openPTY returns a pseudo-terminal pair. The master stays in Go's poller,
-// so closing it ends a pending read.
 func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
-	}
-	var n uint32
-	var ioErr error
-	rc, err := m.SyscallConn()
+	m, s, err := testbed.OpenPTY()
 	if err != nil {
 		t.Fatal(err)
-	}
-	err = rc.Control(func(fd uintptr) {
-		if ioErr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ioErr != nil {
-			return
-		}
-		n, ioErr = unix.IoctlGetUint32(int(fd), unix.TIOCGPTN)
-	})
-	if err != nil || ioErr != nil {
-		t.Fatalf("unlock pty: %v %v", err, ioErr)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open pty slave: %v", err)
 	}
 	t.Cleanup(func() { m.Close(); s.Close() })
 	return m, s
