@@ -133,7 +133,7 @@ func TestBadRemoteReply(t *testing.T) {
 	}{
 		{"not JSON", `echo "Welcome to the cluster"; echo "@@gopyk1@@this is not json"; exit 0`, 10 * time.Second, nil},
 		{"truncated", `cat >/dev/null & printf '\n@@gopyk1@@{"ok": true, "kernel_pid": 12'; exit 0`, 10 * time.Second, nil},
-		{"silent", `exec sleep 300`, 15 * time.Second, []string{"launch timeout"}},
+		{"silent", `exec sleep 300`, 15 * time.Second, []string{"no answer within the launch timeout (5s)", "--launch-timeout"}},
 		{"no reply", `echo "motd only"; exit 1`, 10 * time.Second, nil},
 	}
 	for _, c := range cases {

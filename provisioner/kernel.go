@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,11 +173,27 @@ func attach(ctx context.Context, cfg Config, st State) (*Kernel, error) {
 
 func (k *kernel) launchError(ctx context.Context, err error) error {
 	if ctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("%w (launch timeout %v; raise it with gopyk edit --kernel-name %s --launch-timeout SECONDS)",
-			err, k.timeout(k.cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout), k.cfg.SpecName)
+		d := k.timeout(k.cfg.Gopyk.LaunchTimeout, kernelspec.DefaultLaunchTimeout)
+		// "context deadline exceeded" means nothing to a user: say which
+		// step got no answer in time.
+		msg := strings.Replace(err.Error(), context.DeadlineExceeded.Error(), fmt.Sprintf("no answer within the launch timeout (%v)", d), 1)
+		if msg == err.Error() {
+			msg += fmt.Sprintf(" (launch timeout %v)", d)
+		}
+		return &launchTimeoutError{msg: fmt.Sprintf("%s; raise it with gopyk edit --kernel-name %s --launch-timeout SECONDS", msg, k.cfg.SpecName), err: err}
 	}
 	return err
 }
+
+// launchTimeoutError is a launch that ran out of time; it unwraps to the
+// step's own error (and so to context.DeadlineExceeded).
+type launchTimeoutError struct {
+	msg string
+	err error
+}
+
+func (e *launchTimeoutError) Error() string { return e.msg }
+func (e *launchTimeoutError) Unwrap() error { return e.err }
 
 // start dials, runs the launcher (launch or attach), takes a lease, starts
 // forwarding and waits until the kernel answers through the forwards.
