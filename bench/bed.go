@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -241,9 +242,12 @@ func (b *bed) newConn(kernel string) (string, wire.ConnInfo, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", ci, err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("kernel-bench-%d.json", time.Now().UnixNano()))
+	// Kernels started at once must not share a file: a counter, not the clock.
+	path := filepath.Join(dir, fmt.Sprintf("kernel-bench-%d.json", connSeq.Add(1)))
 	return path, ci, wire.WriteConnInfo(path, ci)
 }
+
+var connSeq atomic.Int64
 
 // kernel is a started kernel (gopyk-kernel or a local ipykernel) and a
 // client that saw it ready.

@@ -104,6 +104,13 @@ func (r *results) markdown() string {
 	w("")
 	w("Launch: KernelManager.start_kernel() until wait_for_ready() (a kernel_info_reply and a message on iopub); cold launches delete the remote ~/.gopyk (an isolated HOME per bench sshd) before each one; every gopyk launch dials a new SSH connection. " +
 		"Footprint is of a launcher started with a Jupyter-written connection file; RSS from /proc VmHWM/VmRSS. The last round-trip row's target is ours (the issue sets none): within 10 %% of OpenSSH's forwards over the same link.")
+	if len(r.notes) > 0 {
+		w("")
+		w("Failures behind the rows above:")
+		for _, n := range r.notes {
+			w("- %s", n)
+		}
+	}
 	if len(r.errs) > 0 {
 		w("")
 		w("Not measured in this run:")
