@@ -61,7 +61,8 @@ type env struct {
 
 func newEnv(t *testing.T, addArgs ...string) *env {
 	t.Helper()
-	return newEnvWith(t, testbed.SSHDForTest(t, testbed.Options{}), addArgs...)
+	// Its own remote HOME: what a test finds under ~/.gopyk is its own.
+	return newEnvWith(t, testbed.SSHDForTest(t, testbed.Options{IsolateHome: true}), addArgs...)
 }
 
 // newEnvWith is newEnv around an sshd the caller started.

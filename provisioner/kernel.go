@@ -360,7 +360,7 @@ func (k *kernel) waitReady(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("remote kernel did not answer kernel_info through the tunnel: %w", err)
 		}
-		k.log.Info("kernel ready", "spec", k.cfg.SpecName)
+		k.log.Debug("kernel ready", "spec", k.cfg.SpecName)
 		return nil
 	case <-k.done:
 		return k.err()

@@ -1238,6 +1238,9 @@ class SlurmSupervisor(Supervisor):
         body = "#!/bin/sh\n# gopyk kernel %s\nexec %s\n" % (self.name, " ".join(
             shlex.quote(a) for a in [sys.executable, "-c", JOB_PREP, self.cf] + self.argv))
         write_private(script, body.encode())
+        # slurmd appends to an existing output file and keeps its mode; one it
+        # creates itself would be readable by others.
+        os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         cmd = ["sbatch", "--parsable", "--job-name=gopyk-" + self.name, "--output=" + self.log_path,
                "--open-mode=append", "--chdir=" + cwd] + self.sargs + [script]
         self.log("sbatch: %s" % " ".join(shlex.quote(a) for a in cmd))
