@@ -52,14 +52,21 @@ func interruptSleep(t *testing.T, c *wire.Client, interrupt func()) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("long cell never started")
 	}
-	interrupt()
-	select {
-	case r := <-res:
-		if r.Ename != "KeyboardInterrupt" {
-			t.Fatalf("interrupted cell: status %q ename %q, want KeyboardInterrupt", r.Status, r.Ename)
+	// A SIGINT that lands in ipykernel's output flushing (between the print
+	// and the sleep) is swallowed there; like a user, try again.
+	for tries := 0; ; tries++ {
+		interrupt()
+		select {
+		case r := <-res:
+			if r.Ename != "KeyboardInterrupt" {
+				t.Fatalf("interrupted cell: status %q ename %q, want KeyboardInterrupt", r.Status, r.Ename)
+			}
+			return
+		case <-time.After(2 * time.Second):
+			if tries == 4 {
+				t.Fatal("five interrupts did not stop the cell")
+			}
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("interrupt did not stop the cell within 10 s")
 	}
 }
 
