@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os/user"
 	"strconv"
@@ -76,7 +77,7 @@ func Dial(ctx context.Context, route Route, opts DialOptions) (*Client, error) {
 	c := &Client{target: dialAlias(route.Target()), log: log, done: make(chan struct{})}
 	var prev *hop
 	for i, s := range route {
-		h, err := dialHop(ctx, s, prev, opts, log)
+		h, err := dialHopRetry(ctx, s, prev, opts, log)
 		if err != nil {
 			c.closeHops()
 			var de *DialError
@@ -98,6 +99,28 @@ func Dial(ctx context.Context, route Route, opts DialOptions) (*Client, error) {
 	go c.keepalive(interval, countMax)
 	log.Debug("ssh connected", "target", c.target, "hops", len(route), "keepalive", interval, "countmax", countMax)
 	return c, nil
+}
+
+// dialHopRetry retries a hop whose server hung up during the handshake: sshd
+// drops unauthenticated connections beyond MaxStartups (10 by default), which
+// is what happens when many kernels start at once; a moment later there is
+// room again.
+func dialHopRetry(ctx context.Context, s *Settings, prev *hop, opts DialOptions, log *slog.Logger) (*hop, error) {
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		h, err := dialHop(ctx, s, prev, opts, log)
+		if err == nil || !errors.Is(err, ErrHandshakeClosed) || attempt == 4 {
+			return h, err
+		}
+		wait := delay + time.Duration(rand.Int64N(int64(delay)))
+		log.Debug("ssh server hung up during the handshake, retrying", "host", dialAlias(s), "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+		delay *= 3
+	}
 }
 
 // Done is closed when the connection is gone: lost (keepalive failure, read
@@ -358,7 +381,7 @@ func handshake(ctx context.Context, s *Settings, h *hop, addr string, timeout ti
 		return nil, fail(ErrAuth, fmt.Errorf("server hung up after too many keys (%s) for user %s", strings.Join(au.refused(), ", "), user),
 			"set IdentitiesOnly yes and the right IdentityFile for this host")
 	case errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset"):
-		return nil, fail(nil, fmt.Errorf("%s closed the connection during the SSH handshake", addr),
+		return nil, fail(ErrHandshakeClosed, fmt.Errorf("%s closed the connection during the SSH handshake", addr),
 			"it may not be an SSH server, or it refuses this client (see its sshd log, MaxStartups, AllowUsers)")
 	}
 	return nil, fail(nil, fmt.Errorf("SSH handshake with %s: %w", addr, err), "")

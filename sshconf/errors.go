@@ -23,6 +23,7 @@ var (
 	ErrProxyCommand    = errors.New("ProxyCommand failed")
 	ErrJump            = errors.New("jump host could not reach the next host")
 	ErrConnectionLost  = errors.New("connection lost")
+	ErrHandshakeClosed = errors.New("server closed the connection during the handshake")
 	ErrClosed          = errors.New("connection closed")
 	ErrKeepaliveFailed = errors.New("keepalive unanswered")
 )
