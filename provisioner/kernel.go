@@ -198,23 +198,13 @@ func (e *launchTimeoutError) Unwrap() error { return e.err }
 // start dials, runs the launcher (launch or attach), takes a lease, starts
 // forwarding and waits until the kernel answers through the forwards.
 func (k *kernel) start(ctx context.Context, p remote.Params) error {
-	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: k.cfg.Interactive, Log: k.log})
+	c, reply, lease, err := k.connect(ctx, p, k.cfg.Interactive)
 	if err != nil {
-		return err
-	}
-	reply, err := k.exec(ctx, c, p)
-	if err != nil {
-		c.Close()
 		return err
 	}
 	k.mu.Lock()
 	k.reply = reply
 	k.mu.Unlock()
-	lease, err := k.takeLease(ctx, c, reply)
-	if err != nil {
-		c.Close()
-		return err
-	}
 	k.setUp(c, lease)
 	for _, f := range k.fwd {
 		f := f
@@ -226,6 +216,24 @@ func (k *kernel) start(ctx context.Context, p remote.Params) error {
 	k.log.Info("remote kernel started", "host", k.cfg.Gopyk.SSHHostAlias, "remote_host", reply.Hostname,
 		"kernel_pid", reply.KernelPID, "transport", reply.Transport)
 	return k.waitReady(ctx)
+}
+
+// connect dials, runs the launcher (p.Action) in an exec session and takes a
+// lease: all that a working connection to the supervisor needs.
+func (k *kernel) connect(ctx context.Context, p remote.Params, interactive bool) (*sshconf.Client, *remote.Reply, *remote.Lease, error) {
+	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: interactive, Log: k.log})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r, err := k.exec(ctx, c, p)
+	if err == nil {
+		var l *remote.Lease
+		if l, err = k.takeLease(ctx, c, r); err == nil {
+			return c, r, l, nil
+		}
+	}
+	c.Close()
+	return nil, nil, nil, err
 }
 
 // exec runs the remote launcher in one exec session. Starting an exec session
@@ -493,22 +501,14 @@ func (k *kernel) giveUpAfter() time.Duration {
 func (k *kernel) redial() error {
 	ctx, cancel := context.WithTimeout(k.ctx, redialTime)
 	defer cancel()
-	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Log: k.log})
-	if err != nil {
-		return err
-	}
 	k.mu.Lock()
 	p := k.params(remote.ActionStatus)
 	p.RunDir = k.reply.RunDir
 	k.mu.Unlock()
-	r, err := k.exec(ctx, c, p)
+	// Never interactive: a prompt here would fight the Ctrl+D menu for the
+	// terminal, and nobody may be watching it.
+	c, r, l, err := k.connect(ctx, p, false)
 	if err != nil {
-		c.Close()
-		return err
-	}
-	l, err := k.takeLease(ctx, c, r)
-	if err != nil {
-		c.Close()
 		return err
 	}
 	k.mu.Lock()
