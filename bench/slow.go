@@ -48,21 +48,7 @@ func startSlowLink(sshd *testbed.SSHD, oneWay time.Duration) (*slowLink, error) 
 		p.Stop()
 		return nil, err
 	}
-	block := fmt.Sprintf(`Host %s
-  HostName 127.0.0.1
-  Port %d
-  User %s
-  IdentityFile %s
-  IdentitiesOnly yes
-  UserKnownHostsFile %s
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking yes
-  HashKnownHosts no
-  UpdateHostKeys no
-  BatchMode yes
-  ControlMaster no
-  ControlPath none
-`, l.alias, port, sshd.User, sshd.ClientKey, kh)
+	block := sshd.ConfigBlockAt(l.alias, port, kh)
 	l.config = filepath.Join(sshd.Dir, "ssh_config_slow")
 	if err := os.WriteFile(l.config, []byte(block), 0o644); err != nil {
 		p.Stop()

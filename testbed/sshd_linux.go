@@ -330,6 +330,13 @@ func (s *SSHD) writeConfigs(extra []string) error {
 // ConfigBlock is the ssh_config "Host <Alias>" block that reaches this sshd
 // with OpenSSH's own client, hermetically (no agent keys, no global files).
 func (s *SSHD) ConfigBlock() string {
+	return s.ConfigBlockAt(s.Alias, s.Port, s.KnownHosts)
+}
+
+// ConfigBlockAt is ConfigBlock for something in front of this sshd (a
+// latency proxy, a flaky front) listening on port, named alias, whose host
+// key is in knownHosts.
+func (s *SSHD) ConfigBlockAt(alias string, port int, knownHosts string) string {
 	return fmt.Sprintf(`Host %s
   HostName %s
   Port %d
@@ -344,7 +351,7 @@ func (s *SSHD) ConfigBlock() string {
   BatchMode yes
   ControlMaster no
   ControlPath none
-`, s.Alias, s.Host, s.Port, s.User, s.ClientKey, s.KnownHosts)
+`, alias, s.Host, port, s.User, s.ClientKey, knownHosts)
 }
 
 // ConfigVia writes a client config (in s.Dir) where s's alias is reached
