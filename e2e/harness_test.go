@@ -68,8 +68,19 @@ func newEnv(t *testing.T, addArgs ...string) *env {
 // newEnvWith is newEnv around an sshd the caller started.
 func newEnvWith(t *testing.T, sshd *testbed.SSHD, addArgs ...string) *env {
 	t.Helper()
+	e := localEnv(t, sshd, "gpk_e2e")
+	args := append([]string{"add", "--kernel-name", e.spec, "--display-name", "gopyk e2e",
+		"--ssh-host-alias", sshd.Alias, "--ssh-config", sshd.ConfigFile,
+		"--remote-kernel-name", "python3", "--remote-python", python}, addArgs...)
+	e.gopyk(args...)
+	return e
+}
+
+// localEnv is the local side of a test: its own HOME and Jupyter dirs, and
+// the binaries first on PATH; the spec is left to the caller to add.
+func localEnv(t *testing.T, sshd *testbed.SSHD, spec string) *env {
 	home := t.TempDir()
-	e := &env{t: t, sshd: sshd, home: home, spec: "gpk_e2e"}
+	e := &env{t: t, sshd: sshd, home: home, spec: spec}
 	e.vars = append(os.Environ(),
 		"HOME="+home,
 		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"),
@@ -80,10 +91,6 @@ func newEnvWith(t *testing.T, sshd *testbed.SSHD, addArgs ...string) *env {
 		"PYDEVD_DISABLE_FILE_VALIDATION=1",
 		"PATH="+binDir+":"+os.Getenv("PATH"),
 	)
-	args := append([]string{"add", "--kernel-name", e.spec, "--display-name", "gopyk e2e",
-		"--ssh-host-alias", sshd.Alias, "--ssh-config", sshd.ConfigFile,
-		"--remote-kernel-name", "python3", "--remote-python", python}, addArgs...)
-	e.gopyk(args...)
 	return e
 }
 

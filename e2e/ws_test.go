@@ -208,18 +208,7 @@ func newWSEnv(t *testing.T, plugin string, proxyExtra ...string) (*env, *wsGate)
 	t.Helper()
 	sshd := testbed.SSHDForTest(t, testbed.Options{})
 	g := startGate(t, sshd, plugin)
-	home := t.TempDir()
-	e := &env{t: t, sshd: sshd, home: home, spec: "gpk_ws"}
-	e.vars = append(os.Environ(),
-		"HOME="+home,
-		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"),
-		"JUPYTER_RUNTIME_DIR="+filepath.Join(home, "runtime"),
-		"JUPYTER_CONFIG_DIR="+filepath.Join(home, "config"),
-		"IPYTHONDIR="+filepath.Join(home, "ipython"),
-		"JUPYTER_PATH=",
-		"PYDEVD_DISABLE_FILE_VALIDATION=1",
-		"PATH="+binDir+":"+os.Getenv("PATH"),
-	)
+	e := localEnv(t, sshd, "gpk_ws")
 	cfg := wsConfig(t, sshd, g.dir, g.proxyCommand(proxyExtra...))
 	e.gopyk("add", "--kernel-name", e.spec, "--display-name", "gopyk over websocket",
 		"--ssh-host-alias", "gpk-ws", "--ssh-config", cfg,
