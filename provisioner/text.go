@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"regexp"
 	"strings"
 	"sync"
 )
@@ -28,13 +29,20 @@ func (t *tailBuffer) String() string {
 	return string(t.b)
 }
 
+// lastLine is the last line of a kernel's output that says something:
+// pydevd's start-up notice ("0.00s - Debugger warning: …", printed by every
+// Python 3.11 kernel) is skipped, so it never poses as the reason a kernel died.
 func lastLine(s string) string {
-	s = strings.TrimRight(s, "\n")
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" && !pydevdNotice.MatchString(l) {
+			return l
+		}
 	}
-	return s
+	return ""
 }
+
+var pydevdNotice = regexp.MustCompile(`^\d+\.\d+s - `)
 
 func containsFold(s, sub string) bool {
 	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
