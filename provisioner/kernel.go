@@ -722,8 +722,8 @@ type ExitError struct {
 
 func (e *ExitError) Error() string {
 	msg := "remote kernel died (" + e.Exit.String() + ")"
-	if e.StderrTail != "" {
-		msg += ": " + lastLine(e.StderrTail)
+	if l := lastLine(e.StderrTail); l != "" {
+		msg += ": " + l
 	}
 	return msg
 }
