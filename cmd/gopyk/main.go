@@ -1,5 +1,6 @@
 // Command gopyk manages Jupyter kernel specs for kernels that run on remote
-// machines over SSH: list, add, edit and delete.
+// machines over SSH (list, add, edit, delete), and ws-proxy, an ssh ProxyCommand
+// for sshd behind a WebSocket.
 package main
 
 import (
