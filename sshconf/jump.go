@@ -81,6 +81,11 @@ func parseHop(s string) (Jump, error) {
 		if j.User == "" {
 			return Jump{}, fmt.Errorf("hop %q: empty user before @", s)
 		}
+		for _, r := range j.User {
+			if r <= ' ' || r == 0x7f || strings.ContainsRune("'\"`\\,", r) {
+				return Jump{}, fmt.Errorf("hop %q: invalid character %q in user", s, r)
+			}
+		}
 	}
 	host, port, err := splitHostPort(s)
 	if err != nil {
