@@ -26,11 +26,21 @@ test: setup
 	@$(MAKE) --no-print-directory cross
 
 # A short run of every fuzz target (the seeds also run in every `go test`).
+# A finding is written to the package's testdata/fuzz and fails the run; a
+# failure that wrote nothing is shown and the target is run once more.
 fuzz:
 	@echo "== fuzz ($(FUZZTIME) each)"
-	@for pkg in $$($(GO) list $(PKGS)); do \
+	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	for pkg in $$($(GO) list $(PKGS)); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "$$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+	    echo "$$pkg $$f"; \
+	    dir=$$($(GO) list -f '{{.Dir}}' $$pkg)/testdata/fuzz/$$f; \
+	    before=$$(ls $$dir 2>/dev/null | wc -l); \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 && continue; \
+	    tail -40 $$log; \
+	    [ "$$(ls $$dir 2>/dev/null | wc -l)" = "$$before" ] || { echo "fuzz: $$f found a failing input in $$dir"; exit 1; }; \
+	    echo "fuzz: $$f failed without a finding; once more"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || { tail -40 $$log; exit 1; }; \
 	  done; \
 	done
 
