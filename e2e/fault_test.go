@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gopyk/gopyk/testbed"
-	"github.com/gopyk/gopyk/wire"
 )
 
 // newFaultEnv is an env on a loopback sshd with its own remote HOME (so
@@ -61,44 +59,6 @@ func sessionProcs(e *env) map[string]int {
 		}
 	}
 	return out
-}
-
-// interruptCell runs a long cell, waits until the kernel is busy with it,
-// calls interrupt, and wants KeyboardInterrupt back within limit.
-func interruptCell(t *testing.T, c *wire.Client, interrupt func(), limit time.Duration) time.Duration {
-	t.Helper()
-	busy := make(chan struct{})
-	var once sync.Once
-	res := make(chan *wire.ExecResult, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		r, err := c.Execute(ctx, "import time; time.sleep(100)", wire.OnIOPub(func(m *wire.Message) {
-			if m.Header.MsgType == "status" && m.Str("execution_state") == "busy" {
-				once.Do(func() { close(busy) })
-			}
-		}))
-		if err != nil {
-			r = &wire.ExecResult{Status: "client error: " + err.Error()}
-		}
-		res <- r
-	}()
-	select {
-	case <-busy:
-	case <-time.After(30 * time.Second):
-		t.Fatal("long cell never started")
-	}
-	t0 := time.Now()
-	interrupt()
-	select {
-	case r := <-res:
-		if r.Ename != "KeyboardInterrupt" {
-			t.Fatalf("interrupted cell: status %q ename %q, want KeyboardInterrupt", r.Status, r.Ename)
-		}
-	case <-time.After(limit):
-		t.Fatalf("interrupt did not end the cell within %v", limit)
-	}
-	return time.Since(t0)
 }
 
 // The sshd is killed (listener and connections) and started again on the
@@ -198,7 +158,7 @@ func TestLatency100ms(t *testing.T) {
 	if rt < 100*time.Millisecond {
 		t.Fatalf("execute took %v: the proxy's 100 ms RTT is not in the path", rt)
 	}
-	took := interruptCell(t, c, func() { k.signal(syscall.SIGINT) }, 10*time.Second)
+	took := interruptSleep(t, c, func() { k.signal(syscall.SIGINT) })
 	t.Logf("at 100 ms RTT: launch %v, execute round trip %v, interrupt %v", launch.Round(time.Millisecond),
 		rt.Round(time.Millisecond), took.Round(time.Millisecond))
 	if r := execute(t, c, "'still here'"); r.Result != "'still here'" {

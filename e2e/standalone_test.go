@@ -27,8 +27,9 @@ func alive(t *testing.T, p *proc) {
 }
 
 // interruptSleep starts a long cell, waits until it runs, and has interrupt
-// stop it; the cell must end in KeyboardInterrupt.
-func interruptSleep(t *testing.T, c *wire.Client, interrupt func()) {
+// stop it; the cell must end in KeyboardInterrupt. It returns the time from
+// the first interrupt to the cell's end.
+func interruptSleep(t *testing.T, c *wire.Client, interrupt func()) time.Duration {
 	t.Helper()
 	busy := make(chan struct{})
 	var once sync.Once
@@ -54,6 +55,7 @@ func interruptSleep(t *testing.T, c *wire.Client, interrupt func()) {
 	}
 	// A SIGINT that lands in ipykernel's output flushing (between the print
 	// and the sleep) is swallowed there; like a user, try again.
+	t0 := time.Now()
 	for tries := 0; ; tries++ {
 		interrupt()
 		select {
@@ -61,7 +63,7 @@ func interruptSleep(t *testing.T, c *wire.Client, interrupt func()) {
 			if r.Ename != "KeyboardInterrupt" {
 				t.Fatalf("interrupted cell: status %q ename %q, want KeyboardInterrupt", r.Status, r.Ename)
 			}
-			return
+			return time.Since(t0)
 		case <-time.After(2 * time.Second):
 			if tries == 4 {
 				t.Fatal("five interrupts did not stop the cell")
