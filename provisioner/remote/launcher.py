@@ -483,6 +483,271 @@ def old_launchers(days=30):
     return gone
 
 
+# ---------------------------------------------------------------- relayed streams
+#
+# Every client connection the local side forwards is relayed here rather than
+# sent straight to the kernel's socket, so that it survives the SSH connection
+# it came over. The stream keeps its kernel-side socket while the local side
+# is away and resumes on whatever channel comes next: each side keeps what it
+# sent until the other acknowledges it and, on resume, sends again from the
+# offset the other says it reached. Neither ZMQ end sees the outage, and a
+# request or reply that was on the wire when the link died is not lost.
+#
+# On the channel, after the reply line, both ways carry frames: a type byte
+# and a 4-byte big-endian length, then the payload. D: data. A: 8-byte count
+# of data bytes received so far (lets the sender drop them). F: the end.
+
+STREAM_CAP = 8 << 20  # unacknowledged bytes kept per direction; reading stops beyond
+ACK_EVERY = 32 << 10
+FRAME_MAX = 1 << 20
+HDR_LEN = 5
+FRAME_D, FRAME_A, FRAME_F = 68, 65, 70
+
+
+def frame_header(kind, n):
+    return bytes((kind, n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255))
+
+
+class Endpoint(object):
+    """A selector key's data for a socket whose handler wants the event mask."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+class Stream(object):
+    def __init__(self, sup, sid, channel, ks):
+        self.sup = sup
+        self.id = sid
+        self.channel = channel
+        self.ks = ks
+        self.cs = None  # the channel it is relayed on now; None while the local side is away
+        self.to_k = bytearray()  # received, not yet written to the kernel
+        self.to_c = bytearray()  # frames not yet written to the channel
+        self.sent = bytearray()  # kernel bytes sent (or to send) and not yet acknowledged
+        self.base = 0  # stream offset of sent[0]
+        self.recv = 0  # bytes received from the local side
+        self.unacked = 0
+        self.inbuf = bytearray()
+        self.closed = False
+        self.ev = {}  # sock -> registered events
+        self.k_ep = Endpoint(self.on_kernel)
+        self.c_ep = None
+
+    def watch(self, sock, ep, events):
+        cur = self.ev.get(sock, 0)
+        if events == cur:
+            return
+        if not cur:
+            self.sup.sel.register(sock, events, ep)
+        elif not events:
+            self.sup.sel.unregister(sock)
+        else:
+            self.sup.sel.modify(sock, events, ep)
+        self.ev[sock] = events
+
+    def unwatch(self, sock):
+        if self.ev.pop(sock, 0):
+            try:
+                self.sup.sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+
+    def update(self):
+        if self.closed:
+            return
+        k = 0
+        if len(self.sent) < STREAM_CAP and len(self.to_c) < STREAM_CAP:
+            k |= selectors.EVENT_READ
+        if self.to_k:
+            k |= selectors.EVENT_WRITE
+        self.watch(self.ks, self.k_ep, k)
+        if self.cs is not None:
+            c = selectors.EVENT_READ if len(self.to_k) < STREAM_CAP else 0
+            if self.to_c:
+                c |= selectors.EVENT_WRITE
+            self.watch(self.cs, self.c_ep, c)
+
+    def attach(self, sock, peer_recv, early):
+        """Relay on sock from now on; the local side has received peer_recv bytes."""
+        if peer_recv < self.base or peer_recv > self.base + len(self.sent):
+            self.sup.answer_sock(sock, {"ok": False, "code": "bad_request",
+                                        "error": "stream %s cannot resume at byte %d" % (self.id, peer_recv)})
+            return
+        self.detach(expire=False)
+        self.sup.cancel("stream-" + self.id)
+        del self.sent[:peer_recv - self.base]
+        self.base = peer_recv
+        self.cs = sock
+        self.c_ep = Endpoint(self.on_channel)
+        self.inbuf = bytearray()
+        self.unacked = 0
+        out = bytearray((json.dumps({"ok": True, "id": self.id, "recv": self.recv}) + "\n").encode())
+        view = memoryview(self.sent)
+        for i in range(0, len(view), 1 << 16):
+            chunk = view[i:i + (1 << 16)]
+            out += frame_header(FRAME_D, len(chunk))
+            out += chunk
+        view.release()
+        self.to_c = out
+        self.flush_c()
+        if early and self.cs is not None:
+            self.inbuf += early
+            self.frames()
+        self.update()
+
+    def detach(self, expire=True):
+        """The channel is gone: keep the kernel side until one comes back, within the grace period."""
+        if self.cs is not None:
+            self.unwatch(self.cs)
+            try:
+                self.cs.close()
+            except OSError:
+                pass
+            self.cs = None
+            self.to_c = bytearray()
+        if expire and not self.closed:
+            self.sup.timer("stream-" + self.id, self.sup.grace, self.close)
+            self.update()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.sup.streams.pop(self.id, None)
+        self.sup.cancel("stream-" + self.id)
+        self.unwatch(self.ks)
+        self.ks.close()
+        if self.cs is not None:
+            self.unwatch(self.cs)
+            self.to_c += frame_header(FRAME_F, 0)
+            send_all(self.cs, bytes(self.to_c), timeout=1.0)
+            self.cs.close()
+            self.cs = None
+
+    def send_c(self, data):
+        if self.cs is None:
+            return
+        if not self.to_c:
+            try:
+                n = self.cs.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                self.detach()
+                return
+            if n == len(data):
+                return
+            data = data[n:]
+        self.to_c += data
+
+    def flush_c(self):
+        try:
+            n = self.cs.send(self.to_c)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.detach()
+            return
+        del self.to_c[:n]
+
+    def send_k(self, data):
+        if not self.to_k:
+            try:
+                n = self.ks.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                self.close()
+                return
+            if n == len(data):
+                return
+            data = data[n:]
+        self.to_k += data
+
+    def on_kernel(self, mask):
+        if self.closed:
+            return
+        if mask & selectors.EVENT_WRITE and self.to_k:
+            try:
+                n = self.ks.send(self.to_k)
+                del self.to_k[:n]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self.close()
+                return
+        if mask & selectors.EVENT_READ:
+            try:
+                data = self.ks.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                self.close()  # the kernel closed it: it exited or restarts
+                return
+            if data:
+                self.sent += data
+                self.send_c(frame_header(FRAME_D, len(data)) + data)
+        self.update()
+
+    def on_channel(self, mask):
+        if self.closed or self.cs is None:
+            return
+        if mask & selectors.EVENT_WRITE and self.to_c:
+            self.flush_c()
+        if mask & selectors.EVENT_READ and self.cs is not None:
+            try:
+                data = self.cs.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                self.detach()
+                return
+            if data:
+                self.inbuf += data
+                self.frames()
+        self.update()
+
+    def frames(self):
+        buf = self.inbuf
+        off = 0
+        while len(buf) - off >= HDR_LEN and not self.closed:
+            kind = buf[off]
+            n = int.from_bytes(bytes(buf[off + 1:off + HDR_LEN]), "big")
+            if kind not in (FRAME_D, FRAME_A, FRAME_F) or n > FRAME_MAX:
+                self.sup.log("stream %s: bad frame %r/%d: dropping the channel" % (self.id, kind, n))
+                self.detach()
+                return
+            if len(buf) - off < HDR_LEN + n:
+                break
+            body = bytes(buf[off + HDR_LEN:off + HDR_LEN + n])
+            off += HDR_LEN + n
+            if kind == FRAME_D:
+                self.recv += n
+                self.unacked += n
+                self.send_k(body)
+            elif kind == FRAME_A and n == 8:
+                acked = int.from_bytes(body, "big")
+                if self.base <= acked <= self.base + len(self.sent):
+                    del self.sent[:acked - self.base]
+                    self.base = acked
+            elif kind == FRAME_F:
+                self.close()
+                return
+        if self.closed:
+            return
+        del buf[:off]
+        if self.unacked >= ACK_EVERY:
+            self.unacked = 0
+            self.send_c(frame_header(FRAME_A, 8) + self.recv.to_bytes(8, "big"))
+
+
 # ---------------------------------------------------------------- supervisor
 
 
@@ -518,6 +783,8 @@ class Supervisor(object):
         self.started = time.time()
         self.restarts = 0
         self.conns = {}
+        self.streams = {}
+        self.stream_seq = 0
         self.timers = {}
         self.stop_waiters = []  # callbacks run once the kernel has exited after stop()
         self.ready_cb = None
@@ -867,6 +1134,8 @@ class Supervisor(object):
             self.log("persistent = %s" % self.persistent)
             self.arm_grace()
             self.answer(c, self.status())
+        elif op == "stream":
+            self.open_stream(c, req)
         elif op == "lease":
             c.lease = True
             pt = req.get("ping_timeout")
@@ -897,6 +1166,55 @@ class Supervisor(object):
             self.restart(wait, c)
         else:
             self.answer(c, {"ok": False, "code": "bad_request", "error": "unknown op %r" % (op,)})
+
+    def open_stream(self, c, req):
+        """Turn control connection c into the channel of a relayed stream: a new one, or one resumed."""
+        sid, channel, recv = req.get("id") or "", req.get("channel"), req.get("recv") or 0
+        if not isinstance(recv, int) or recv < 0:
+            self.answer(c, {"ok": False, "code": "bad_request", "error": "stream recv must be a byte count"})
+            return
+        if sid:
+            s = self.streams.get(sid)
+            if s is None:
+                self.answer(c, {"ok": False, "code": "no_stream", "error": "stream %s is gone" % sid})
+                return
+        else:
+            if channel not in CHANNELS:
+                self.answer(c, {"ok": False, "code": "bad_request", "error": "unknown channel %r" % (channel,)})
+                return
+            if self.state != "running":
+                self.answer(c, {"ok": False, "code": "not_running", "error": "the kernel is %s" % self.state})
+                return
+            addr = dict(zip(CHANNELS, self.addrs()))[channel]
+            try:
+                if isinstance(addr, str):
+                    ks = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    ks.settimeout(3.0)
+                    try:
+                        ks.connect(addr)
+                    except OSError:
+                        ks.close()
+                        raise
+                else:
+                    ks = socket.create_connection(addr, timeout=3.0)
+                    ks.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as e:
+                self.answer(c, {"ok": False, "code": "connect_failed",
+                                "error": "connect to the kernel's %s socket: %s" % (channel, e)})
+                return
+            ks.setblocking(False)
+            self.stream_seq += 1
+            s = Stream(self, "%s-%d" % (channel, self.stream_seq), channel, ks)
+            self.streams[s.id] = s
+        fd = c.sock.fileno()
+        self.conns.pop(fd, None)
+        self.sel.unregister(c.sock)
+        early, c.buf = c.buf, b""
+        s.attach(c.sock, recv, early)
+
+    def answer_sock(self, sock, obj):
+        send_all(sock, (json.dumps(obj) + "\n").encode())
+        sock.close()
 
     def restart(self, wait, c):
         def started(err):
@@ -953,6 +1271,8 @@ class Supervisor(object):
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+        for s in list(self.streams.values()):
+            s.close()
         for c in list(self.conns.values()):
             try:
                 c.sock.close()
@@ -996,8 +1316,10 @@ class Supervisor(object):
                 if c.ping_timeout:
                     left = max(0.0, c.last_seen + c.ping_timeout - now)
                     timeout = left if timeout is None else min(timeout, left)
-            for key, _ in self.sel.select(timeout):
-                if key.data == "signal":
+            for key, mask in self.sel.select(timeout):
+                if isinstance(key.data, Endpoint):
+                    key.data.fn(mask)
+                elif key.data == "signal":
                     self.on_signal()
                 elif key.data == "accept":
                     self.accept()

@@ -40,6 +40,8 @@ const (
 	CodeInternal      = "internal"       // a bug in the launcher
 	CodeSlurm         = "slurm"          // a Slurm command failed or is missing; Error quotes Slurm
 	CodeQueueTimeout  = "queue_timeout"  // the Slurm job stayed pending past QueueTimeout and was cancelled
+	CodeNoStream      = "no_stream"      // a stream to resume that the supervisor no longer has
+	CodeConnect       = "connect_failed" // the supervisor could not reach the kernel's socket for a stream
 )
 
 // Params are the launch parameters, sent as one JSON line on stdin (so the
