@@ -2,9 +2,7 @@ package provisioner
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -13,18 +11,10 @@ import (
 // channelNames are the five kernel channels in connection-file order.
 var channelNames = [5]string{"shell", "iopub", "stdin", "control", "hb"}
 
-// dialFunc opens one stream to a remote kernel channel over the current SSH
-// connection. It blocks while the connection is being restored.
-type dialFunc func(ctx context.Context, channel string) (net.Conn, error)
-
-// forwarder accepts local connections for one channel and pipes each one to
-// the remote kernel over a fresh SSH channel. Its listener lives as long as
-// the launcher, across reconnects and restarts, so clients never see the
-// local port change.
 type forwarder struct {
 	channel string
 	ln      net.Listener
-	dial    dialFunc
+	open    openFunc
 	ready   func(ctx context.Context) error // waits for a live SSH connection
 	log     *slog.Logger
 
@@ -44,8 +34,8 @@ func listenLocal(ip string, port int) (net.Listener, error) {
 	return ln, nil
 }
 
-func newForwarder(channel string, ln net.Listener, dial dialFunc, ready func(context.Context) error, log *slog.Logger) *forwarder {
-	return &forwarder{channel: channel, ln: ln, dial: dial, ready: ready, log: log, conns: map[net.Conn]struct{}{}}
+func newForwarder(channel string, ln net.Listener, open openFunc, ready func(context.Context) error, log *slog.Logger) *forwarder {
+	return &forwarder{channel: channel, ln: ln, open: open, ready: ready, log: log, conns: map[net.Conn]struct{}{}}
 }
 
 // serve runs until ctx ends or the listener is closed.
@@ -79,29 +69,10 @@ func (f *forwarder) serve(ctx context.Context) {
 }
 
 func (f *forwarder) pipe(ctx context.Context, lc net.Conn) {
-	defer lc.Close()
 	if tc, ok := lc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	rc, err := f.dial(ctx, f.channel)
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			f.log.Debug("forward: open remote channel", "channel", f.channel, "err", err)
-		}
-		return
-	}
-	defer rc.Close()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(rc, lc)
-		// Half-close is not supported on every channel type; closing both ends
-		// is what a ZMQ peer expects when its connection goes away.
-		rc.Close()
-		close(done)
-	}()
-	io.Copy(lc, rc)
-	lc.Close()
-	<-done
+	newRelayStream(lc, f.channel, f.open, f.log).run(ctx)
 }
 
 func (f *forwarder) track(c net.Conn) bool {
@@ -121,7 +92,7 @@ func (f *forwarder) untrack(c net.Conn) {
 }
 
 // drop closes every forwarded connection but keeps listening: used when the
-// SSH connection is lost or the kernel restarts, so ZMQ clients reconnect.
+// kernel restarts, so ZMQ clients reconnect to the new one.
 func (f *forwarder) drop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

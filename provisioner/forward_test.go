@@ -18,13 +18,16 @@ func TestForwarderWaitsForLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := make(chan struct{})
-	var dials atomic.Int32
 	remoteSide := make(chan net.Conn, 1)
-	dial := func(ctx context.Context, channel string) (net.Conn, error) {
-		dials.Add(1)
+	r := newFakeRelay(t, func() net.Conn {
 		a, b := net.Pipe()
 		remoteSide <- b
-		return a, nil
+		return a
+	})
+	var dials atomic.Int32
+	open := func(ctx context.Context) (net.Conn, <-chan struct{}, error) {
+		dials.Add(1)
+		return r.open(ctx)
 	}
 	ready := func(ctx context.Context) error {
 		select {
@@ -34,7 +37,7 @@ func TestForwarderWaitsForLink(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	f := newForwarder("shell", ln, dial, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := newForwarder("shell", ln, open, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.serve(ctx); close(done) }()
@@ -80,12 +83,12 @@ func TestForwarderDropKeepsPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dial := func(ctx context.Context, channel string) (net.Conn, error) {
+	r := newFakeRelay(t, func() net.Conn {
 		a, b := net.Pipe()
 		go io.Copy(b, b) // echo
-		return a, nil
-	}
-	f := newForwarder("hb", ln, dial, func(context.Context) error { return nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		return a
+	})
+	f := newForwarder("hb", ln, r.open, func(context.Context) error { return nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	port := f.port()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -84,7 +84,7 @@ func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
 			k.closeForwarders()
 			return nil, err
 		}
-		k.fwd[i] = newForwarder(name, ln, k.dialChannel, k.waitUp, log)
+		k.fwd[i] = newForwarder(name, ln, k.openRelay, k.waitUp, log)
 	}
 	// Ports that were 0 are now chosen: clients must learn them.
 	k.cfg.Local.ShellPort, k.cfg.Local.IOPubPort, k.cfg.Local.StdinPort = k.fwd[0].port(), k.fwd[1].port(), k.fwd[2].port()
@@ -289,7 +289,7 @@ func (k *kernel) dialControl(ctx context.Context, c *sshconf.Client, r *remote.R
 func forwardHint(err error) string {
 	var oe interface{ Error() string }
 	if errors.As(err, &oe) && containsFold(err.Error(), "administratively prohibited") {
-		return "; the server forbids forwarding: ask for AllowTcpForwarding/AllowStreamLocalForwarding yes in its sshd_config, or try --transport tcp"
+		return "; the server forbids forwarding to unix sockets, which gopyk needs to reach its supervisor: ask for AllowStreamLocalForwarding yes in its sshd_config"
 	}
 	return ""
 }
@@ -337,20 +337,18 @@ func (k *kernel) waitUp(ctx context.Context) error {
 	return err
 }
 
-func (k *kernel) dialChannel(ctx context.Context, channel string) (net.Conn, error) {
+// openRelay opens a control connection for a relayed stream over the live
+// SSH connection, waiting while it is being restored.
+func (k *kernel) openRelay(ctx context.Context) (net.Conn, <-chan struct{}, error) {
 	c, r, err := k.client(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	addr := channelAddr(r.Channels, channel)
-	if addr == "" {
-		return nil, fmt.Errorf("supervisor reported no %s channel", channel)
-	}
-	conn, err := c.DialContext(ctx, r.Network(), addr)
+	conn, err := k.dialControl(ctx, c, r)
 	if err != nil {
-		return nil, fmt.Errorf("open %s channel %s: %w%s", channel, addr, err, forwardHint(err))
+		return nil, c.Done(), err
 	}
-	return conn, nil
+	return conn, c.Done(), nil
 }
 
 // waitReady is the readiness test Jupyter itself would apply: a
@@ -441,9 +439,8 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 	if l != nil {
 		l.Close()
 	}
-	for _, f := range k.fwd {
-		f.drop()
-	}
+	// The forwarded connections stay: their streams resume on the next
+	// connection (see relayStream).
 	t0 := time.Now()
 	why := old.Err()
 	if why == nil {
@@ -733,19 +730,3 @@ func (e *ExitError) Unwrap() error { return ErrKernelDied }
 // Clean reports whether the kernel exited on its own with status 0, as it
 // does after a shutdown_request from a client.
 func (e *ExitError) Clean() bool { return e.ExitCode != nil && *e.ExitCode == 0 }
-
-func channelAddr(c remote.Channels, channel string) string {
-	switch channel {
-	case "shell":
-		return c.Shell
-	case "iopub":
-		return c.IOPub
-	case "stdin":
-		return c.Stdin
-	case "control":
-		return c.Control
-	case "hb":
-		return c.HB
-	}
-	return ""
-}

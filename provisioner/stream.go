@@ -1,0 +1,298 @@
+package provisioner
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gopyk/gopyk/provisioner/remote"
+)
+
+// Stream tuning; the supervisor's side has the same in launcher.py.
+const (
+	streamCap   = 8 << 20  // unacknowledged bytes kept; reading the client stops beyond
+	ackEvery    = 32 << 10 // acknowledge received data at least this often
+	streamChunk = 32 << 10 // one read from the client, one frame
+)
+
+// openFunc opens a control connection to the supervisor over the live SSH
+// connection, waiting while it is being restored. lost is closed when that
+// SSH connection ends.
+type openFunc func(ctx context.Context) (conn net.Conn, lost <-chan struct{}, err error)
+
+// relayStream carries one client connection to the kernel through the
+// supervisor's relay, and survives the SSH connection it runs on: what it
+// sends is kept until the relay acknowledges it, and after a reconnect it
+// resumes the same stream, sending again from where the relay says it got
+// to. The client's ZMQ session never sees the outage, so a cell sent while
+// the link was already dead but not yet known to be runs once it is back.
+type relayStream struct {
+	lc      net.Conn
+	channel string
+	open    openFunc
+	log     interface{ Debug(string, ...any) }
+
+	mu   sync.Mutex
+	more *sync.Cond // buf shrank, or the stream ended
+	buf  []byte     // read from the client, not yet acknowledged
+	base uint64     // stream offset of buf[0]
+	done bool
+	end  context.CancelFunc // ends run's context: waits and reads stop
+
+	wmu  sync.Mutex // held while writing to ch, and while resuming
+	ch   net.Conn   // the relay channel now; nil while detached
+	wbuf []byte
+}
+
+func newRelayStream(lc net.Conn, channel string, open openFunc, log interface{ Debug(string, ...any) }) *relayStream {
+	s := &relayStream{lc: lc, channel: channel, open: open, log: log}
+	s.more = sync.NewCond(&s.mu)
+	return s
+}
+
+// errFin: the relay ended the stream (the kernel closed its socket).
+var errFin = errors.New("stream ended by the remote side")
+
+// run serves the stream until the client or the kernel closes it, the relay
+// forgets it, or ctx ends.
+func (s *relayStream) run(ctx context.Context) {
+	ctx, s.end = context.WithCancel(ctx)
+	defer s.lc.Close()
+	var (
+		id   string
+		recv uint64 // data bytes from the relay written to the client
+		up   = make(chan struct{})
+	)
+	defer func() {
+		s.finish()
+		if id != "" {
+			<-up
+		}
+	}()
+	for {
+		conn, lost, err := s.open(ctx)
+		if err != nil {
+			if id == "" || errors.Is(err, remote.ErrGone) || ctx.Err() != nil {
+				s.debug("open", err)
+				return
+			}
+			if !s.pause(ctx, lost) {
+				return
+			}
+			continue
+		}
+		hello, br, err := remote.OpenStream(ctx, conn, s.channel, id, recv)
+		if err != nil {
+			conn.Close()
+			var re *remote.ReplyError
+			if id == "" || errors.As(err, &re) || ctx.Err() != nil {
+				s.debug("open", err) // the client reconnects and gets a fresh stream
+				return
+			}
+			if !s.pause(ctx, lost) {
+				return
+			}
+			continue
+		}
+		// However the stream ends, the channel must close to end downstream.
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		if !s.resume(conn, hello.Recv) {
+			conn.Close()
+			s.debug("resume", fmt.Errorf("relay is at byte %d, outside what was kept", hello.Recv))
+			return
+		}
+		if id == "" {
+			id = hello.ID
+			go s.upstream(up)
+		}
+		err = s.downstream(br, &recv)
+		stop()
+		s.detach(conn)
+		if errors.Is(err, errFin) || ctx.Err() != nil {
+			return
+		}
+		s.debug("channel lost, resuming", err)
+		if !s.pause(ctx, lost) {
+			return
+		}
+	}
+}
+
+func (s *relayStream) debug(what string, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Debug("forward: stream "+what, "channel", s.channel, "err", err)
+	}
+}
+
+// pause waits until the SSH connection the last attempt used is gone (a
+// channel can fail on a connection that is still up: then a short wait
+// stops a tight loop) or ctx ends (so does the stream).
+func (s *relayStream) pause(ctx context.Context, lost <-chan struct{}) bool {
+	t := time.NewTimer(250 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-lost:
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// resume makes conn the stream's channel: it drops what the relay has
+// received (relayRecv) and sends the rest again.
+func (s *relayStream) resume(conn net.Conn, relayRecv uint64) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if relayRecv < s.base || relayRecv > s.base+uint64(len(s.buf)) {
+		s.mu.Unlock()
+		return false
+	}
+	s.trimLocked(relayRecv)
+	pending := s.buf
+	s.wbuf = s.wbuf[:0]
+	for len(pending) > 0 {
+		n := min(len(pending), remote.MaxFrame)
+		s.wbuf = remote.AppendFrame(s.wbuf, remote.FrameData, pending[:n])
+		pending = pending[n:]
+	}
+	s.mu.Unlock()
+	if len(s.wbuf) > 0 {
+		if _, err := conn.Write(s.wbuf); err != nil {
+			return true // downstream sees the same failure and resumes again
+		}
+	}
+	s.ch = conn
+	return true
+}
+
+func (s *relayStream) detach(conn net.Conn) {
+	s.wmu.Lock()
+	s.ch = nil
+	s.wmu.Unlock()
+	conn.Close()
+}
+
+func (s *relayStream) trimLocked(acked uint64) {
+	if acked < s.base || acked > s.base+uint64(len(s.buf)) {
+		return
+	}
+	n := int(acked - s.base)
+	if n == len(s.buf) {
+		s.buf = s.buf[:0]
+	} else {
+		s.buf = s.buf[n:]
+	}
+	s.base = acked
+	s.more.Broadcast()
+}
+
+// downstream delivers the relay's frames to the client until the channel
+// fails or the stream ends.
+func (s *relayStream) downstream(br *bufio.Reader, recv *uint64) error {
+	buf := make([]byte, 64<<10)
+	var unacked uint64
+	for {
+		kind, p, err := remote.ReadFrame(br, buf)
+		if err != nil {
+			return err
+		}
+		if cap(p) > cap(buf) {
+			buf = p
+		}
+		switch kind {
+		case remote.FrameData:
+			if _, err := s.lc.Write(p); err != nil {
+				s.finish() // the client is gone
+				return errFin
+			}
+			*recv += uint64(len(p))
+			unacked += uint64(len(p))
+			if unacked >= ackEvery {
+				unacked = 0
+				s.write(remote.AppendAck(nil, *recv))
+			}
+		case remote.FrameAck:
+			s.mu.Lock()
+			s.trimLocked(binary.BigEndian.Uint64(p))
+			s.mu.Unlock()
+		case remote.FrameFin:
+			return errFin
+		}
+	}
+}
+
+// write sends a frame on the current channel, if any; a failure is left to
+// downstream, which sees the channel fail too.
+func (s *relayStream) write(frame []byte) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.ch != nil {
+		_, _ = s.ch.Write(frame)
+	}
+}
+
+// upstream reads the client and sends what it reads, keeping it until
+// acknowledged; while the stream is detached it only keeps it.
+func (s *relayStream) upstream(done chan<- struct{}) {
+	defer close(done)
+	b := make([]byte, streamChunk)
+	for {
+		n, err := s.lc.Read(b)
+		if n > 0 && !s.push(b[:n]) {
+			return
+		}
+		if err != nil {
+			// The client closed its connection: tell the relay so it closes
+			// the kernel side, and end.
+			s.wmu.Lock()
+			if s.ch != nil {
+				_, _ = s.ch.Write(remote.AppendFrame(nil, remote.FrameFin, nil))
+				s.ch.Close()
+			}
+			s.wmu.Unlock()
+			s.finish()
+			return
+		}
+	}
+}
+
+func (s *relayStream) push(p []byte) bool {
+	s.mu.Lock()
+	for len(s.buf) >= streamCap && !s.done {
+		s.more.Wait()
+	}
+	done := s.done
+	s.mu.Unlock()
+	if done {
+		return false
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	s.buf = append(s.buf, p...)
+	s.mu.Unlock()
+	if s.ch != nil {
+		s.wbuf = remote.AppendFrame(s.wbuf[:0], remote.FrameData, p)
+		_, _ = s.ch.Write(s.wbuf)
+	}
+	return true
+}
+
+// finish ends the stream: upstream stops, the client's connection closes.
+func (s *relayStream) finish() {
+	s.mu.Lock()
+	if !s.done {
+		s.done = true
+		s.end()
+		s.more.Broadcast()
+	}
+	s.mu.Unlock()
+	s.lc.Close()
+}
