@@ -183,16 +183,24 @@ func childOutage(t *testing.T, e *env, cfg childConfig) {
 	if r := py.exec(t, "x = 41", "x", 30*time.Second); r.Value != "41" {
 		t.Fatalf("before the outage: %+v", r)
 	}
+	// A cell that runs into the outage: its output and reply come while the
+	// link is down.
+	py.send("print('started', flush=True)\nimport time\ntime.sleep(2)\nprint('during', flush=True)\nw = x + 2", "w", 120*time.Second)
+	py.waitOutput(t, "started", 30*time.Second)
 	tDown := link(t, cfg.Iface, "down")
-	// A cell sent during the outage, once the launcher noticed it: the
-	// client's ZMQ queue holds it until the forwards are back.
+	// A cell sent at once, long before the launcher can know the link is
+	// dead: its bytes go into the dead connection and must be sent again.
+	py.send("y = x + 1", "y", 120*time.Second)
 	waitFor(t, 15*time.Second, "the launcher to notice the dead link", func() bool {
 		return strings.Contains(k.output(), "connection lost")
 	})
 	lost := time.Since(tDown)
-	py.send("y = x + 1", "y", 120*time.Second)
 	time.Sleep(time.Until(tDown.Add(cfg.Down))) // the outage itself, not a synchronisation
 	tUp := link(t, cfg.Iface, "up")
+	py.waitOutput(t, "during", 60*time.Second)
+	if r := py.recv(t, 60*time.Second); r.Status != "ok" || r.Value != "43" {
+		t.Fatalf("cell running when the link went down: %+v", r)
+	}
 	r := py.recv(t, 60*time.Second)
 	during := time.Since(tUp)
 	if r.Status != "ok" || r.Value != "42" {
@@ -256,12 +264,13 @@ func childRepeat(t *testing.T, e *env, cfg childConfig) {
 	outage := func(i int) time.Duration {
 		lost := strings.Count(logBuf.String(), "connection lost")
 		tDown := link(t, cfg.Iface, "down")
+		py.send("n += 1", "n", 60*time.Second) // into the dead connection
 		waitFor(t, 15*time.Second, "the loss to be noticed", func() bool {
 			return strings.Count(logBuf.String(), "connection lost") > lost
 		})
 		time.Sleep(time.Until(tDown.Add(cfg.Down))) // the outage itself
 		tUp := link(t, cfg.Iface, "up")
-		r := py.exec(t, "n += 1", "n", 30*time.Second)
+		r := py.recv(t, 60*time.Second)
 		if r.Status != "ok" || r.Value != fmt.Sprint(i) {
 			t.Fatalf("cell after outage %d: %+v", i, r)
 		}
@@ -354,14 +363,15 @@ func (l *lockedBuffer) String() string {
 }
 
 // pyClient is jupyter_client's BlockingKernelClient driven line by line: the
-// client JupyterLab and nbclient use, with ZMQ's own reconnects. It reads
-// results from the shell reply (user_expressions), so iopub messages lost
-// while the link is down can't hide an answer.
+// client JupyterLab and nbclient use, with ZMQ's own reconnects. Each line is
+// executed at once (several may be pending); results come from the shell
+// reply (user_expressions), stream output from iopub on its own channel.
 type pyClient struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   chan pyResult
-	done  chan struct{}
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    chan pyResult
+	stream chan string
+	done   chan struct{}
 }
 
 type pyResult struct {
@@ -371,25 +381,50 @@ type pyResult struct {
 }
 
 const pyDriver = `
-import sys, json
+import sys, json, queue, threading, time
 from jupyter_client import BlockingKernelClient
 kc = BlockingKernelClient(connection_file=sys.argv[1]); kc.load_connection_file(); kc.start_channels()
 kc.wait_for_ready(timeout=60)
-print(json.dumps({"status": "ready"}), flush=True)
-for line in sys.stdin:
-    req = json.loads(line)
+def out(d):
+    print(json.dumps(d), flush=True)
+out({"status": "ready"})
+reqs = queue.Queue()
+def read():
+    for line in sys.stdin:
+        reqs.put(json.loads(line))
+    reqs.put(None)
+threading.Thread(target=read, daemon=True).start()
+pending, eof = {}, False
+while not eof or pending:
     try:
-        mid = kc.execute(req["code"], user_expressions={"v": req["expr"]})
         while True:
-            m = kc.get_shell_msg(timeout=req["timeout"])
-            if m["parent_header"].get("msg_id") == mid:
+            req = reqs.get_nowait()
+            if req is None:
+                eof = True
                 break
-        c = m["content"]
-        v = c.get("user_expressions", {}).get("v", {})
-        print(json.dumps({"status": c["status"], "value": v.get("data", {}).get("text/plain", ""),
-                          "error": c.get("ename", "") or v.get("ename", "")}), flush=True)
-    except Exception as e:
-        print(json.dumps({"status": "client-error", "error": repr(e)}), flush=True)
+            mid = kc.execute(req["code"], user_expressions={"v": req["expr"]})
+            pending[mid] = time.monotonic() + req["timeout"]
+    except queue.Empty:
+        pass
+    try:
+        m = kc.get_iopub_msg(timeout=0.02)
+        if m["msg_type"] == "stream":
+            out({"status": "stream", "value": m["content"]["text"]})
+    except queue.Empty:
+        pass
+    try:
+        m = kc.get_shell_msg(timeout=0.02)
+        if pending.pop(m["parent_header"].get("msg_id"), None) is not None:
+            c = m["content"]
+            v = c.get("user_expressions", {}).get("v", {})
+            out({"status": c["status"], "value": v.get("data", {}).get("text/plain", ""),
+                 "error": c.get("ename", "") or v.get("ename", "")})
+    except queue.Empty:
+        pass
+    for mid, deadline in list(pending.items()):
+        if time.monotonic() > deadline:
+            del pending[mid]
+            out({"status": "client-error", "error": "no reply within the timeout"})
 `
 
 func startPyClient(t *testing.T, e *env, cf string) *pyClient {
@@ -409,15 +444,23 @@ func startPyClient(t *testing.T, e *env, cf string) *pyClient {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &pyClient{cmd: c, stdin: stdin, out: make(chan pyResult, 16), done: make(chan struct{})}
+	p := &pyClient{cmd: c, stdin: stdin, out: make(chan pyResult, 16), stream: make(chan string, 256), done: make(chan struct{})}
 	go func() {
 		defer close(p.out)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			var r pyResult
-			if json.Unmarshal(sc.Bytes(), &r) == nil {
-				p.out <- r
+			if json.Unmarshal(sc.Bytes(), &r) != nil {
+				continue
 			}
+			if r.Status == "stream" {
+				select {
+				case p.stream <- r.Value:
+				default: // nobody is looking for output
+				}
+				continue
+			}
+			p.out <- r
 		}
 	}()
 	go func() { c.Wait(); close(p.done) }()
@@ -445,6 +488,22 @@ func (p *pyClient) recv(t *testing.T, d time.Duration) pyResult {
 		t.Fatalf("no answer from jupyter_client within %v", d)
 	}
 	return pyResult{}
+}
+
+// waitOutput waits until the stream output seen so far contains want.
+func (p *pyClient) waitOutput(t *testing.T, want string, d time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var seen strings.Builder
+	for !strings.Contains(seen.String(), want) {
+		select {
+		case s := <-p.stream:
+			seen.WriteString(s)
+		case <-timer.C:
+			t.Fatalf("no output %q within %v (saw %q)", want, d, seen.String())
+		}
+	}
 }
 
 func (p *pyClient) exec(t *testing.T, code, expr string, d time.Duration) pyResult {
