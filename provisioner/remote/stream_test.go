@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"net"
 	"testing"
@@ -91,4 +92,36 @@ func TestRelayStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whatever the relay sends, ReadFrame returns frames that obey the format
+// or an error, never more than MaxFrame bytes, and AppendFrame's output
+// reads back as written.
+func FuzzReadFrame(f *testing.F) {
+	f.Add(AppendFrame(nil, FrameData, []byte("hello")))
+	f.Add(AppendAck(nil, 1<<40))
+	f.Add(AppendFrame(nil, FrameFin, nil))
+	f.Add([]byte{FrameData, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{FrameAck, 0, 0, 0, 3, 1, 2, 3})
+	f.Add([]byte("D\x00\x00"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		br := bufio.NewReader(bytes.NewReader(in))
+		var out []byte
+		for {
+			kind, p, err := ReadFrame(br, nil)
+			if err != nil {
+				break
+			}
+			switch {
+			case len(p) > MaxFrame:
+				t.Fatalf("frame of %d bytes", len(p))
+			case kind == FrameAck && len(p) != 8, kind == FrameFin && len(p) != 0:
+				t.Fatalf("frame %q with %d bytes", kind, len(p))
+			}
+			out = AppendFrame(out, kind, p)
+		}
+		if !bytes.HasPrefix(in, out) {
+			t.Fatalf("frames read back as %q, not a prefix of the input %q", out, in)
+		}
+	})
 }
