@@ -66,54 +66,52 @@ func (s *relayStream) run(ctx context.Context) {
 	var (
 		id   string
 		recv uint64 // data bytes from the relay written to the client
-		up   = make(chan struct{})
+		up   chan struct{}
 	)
 	defer func() {
 		s.finish()
-		if id != "" {
+		if up != nil {
 			<-up
 		}
 	}()
 	for {
 		conn, lost, err := s.open(ctx)
-		if err != nil {
-			if id == "" || errors.Is(err, remote.ErrGone) || ctx.Err() != nil {
-				s.debug("open", err)
-				return
+		if err == nil {
+			// However the stream ends, the channel must close to end downstream.
+			stop := context.AfterFunc(ctx, func() { conn.Close() })
+			var br *bufio.Reader
+			if id == "" {
+				// A new stream has nothing to send again: the client's first
+				// bytes go right behind the request, a round trip saved on
+				// every connection (and so on every launch).
+				if err = remote.RequestStream(conn, s.channel, "", 0); err == nil {
+					br = bufio.NewReaderSize(conn, 64<<10)
+					s.resume(conn, 0)
+					up = make(chan struct{})
+					go s.upstream(up)
+					var h remote.StreamHello
+					h, err = remote.ReadHello(ctx, conn, br, s.channel)
+					id = h.ID
+				}
+			} else {
+				var h remote.StreamHello
+				if h, br, err = remote.OpenStream(ctx, conn, s.channel, id, recv); err == nil && !s.resume(conn, h.Recv) {
+					err = fmt.Errorf("the relay is at byte %d, outside what was kept", h.Recv)
+				}
 			}
-			if !s.pause(ctx, lost) {
-				return
+			if err == nil {
+				err = s.downstream(br, &recv)
 			}
-			continue
+			stop()
+			s.detach(conn)
 		}
-		hello, br, err := remote.OpenStream(ctx, conn, s.channel, id, recv)
-		if err != nil {
-			conn.Close()
-			var re *remote.ReplyError
-			if id == "" || errors.As(err, &re) || ctx.Err() != nil {
-				s.debug("open", err) // the client reconnects and gets a fresh stream
-				return
-			}
-			if !s.pause(ctx, lost) {
-				return
-			}
-			continue
-		}
-		// However the stream ends, the channel must close to end downstream.
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		if !s.resume(conn, hello.Recv) {
-			conn.Close()
-			s.debug("resume", fmt.Errorf("relay is at byte %d, outside what was kept", hello.Recv))
+		var re *remote.ReplyError
+		switch {
+		case errors.Is(err, errFin), ctx.Err() != nil:
 			return
-		}
-		if id == "" {
-			id = hello.ID
-			go s.upstream(up)
-		}
-		err = s.downstream(br, &recv)
-		stop()
-		s.detach(conn)
-		if errors.Is(err, errFin) || ctx.Err() != nil {
+		case id == "", errors.Is(err, remote.ErrGone), errors.As(err, &re):
+			// The client reconnects and gets a fresh stream.
+			s.debug("open", err)
 			return
 		}
 		s.debug("channel lost, resuming", err)

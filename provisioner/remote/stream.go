@@ -36,25 +36,40 @@ type StreamHello struct {
 // caller has received recv bytes. After it returns, br and conn carry frames.
 // A stream the supervisor no longer has is a *ReplyError with CodeNoStream.
 func OpenStream(ctx context.Context, conn net.Conn, channel, id string, recv uint64) (StreamHello, *bufio.Reader, error) {
+	if err := RequestStream(conn, channel, id, recv); err != nil {
+		return StreamHello{}, nil, err
+	}
+	br := bufio.NewReaderSize(conn, 64<<10)
+	h, err := ReadHello(ctx, conn, br, channel)
+	return h, br, err
+}
+
+// RequestStream sends the request of OpenStream without waiting for the
+// answer: a new stream may send its first frames at once (ReadHello reads
+// the answer later from br on conn).
+func RequestStream(conn net.Conn, channel, id string, recv uint64) error {
+	b, _ := json.Marshal(streamRequest{Op: "stream", Channel: channel, ID: id, Recv: recv})
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("open a %s stream: %w", channel, err)
+	}
+	return nil
+}
+
+// ReadHello reads the answer to RequestStream; ctx ending closes conn.
+func ReadHello(ctx context.Context, conn net.Conn, br *bufio.Reader, channel string) (StreamHello, error) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	var h StreamHello
-	req := streamRequest{Op: "stream", Channel: channel, ID: id, Recv: recv}
-	b, _ := json.Marshal(req)
-	_, err := conn.Write(append(b, '\n'))
-	br := bufio.NewReaderSize(conn, 64<<10)
-	if err == nil {
-		err = readJSON(br, &h)
-	}
+	err := readJSON(br, &h)
 	if !stop() {
-		return h, nil, fmt.Errorf("open a %s stream: %w", channel, context.Cause(ctx))
+		return h, fmt.Errorf("open a %s stream: %w", channel, context.Cause(ctx))
 	}
 	if err != nil {
-		return h, nil, fmt.Errorf("open a %s stream: %w", channel, err)
+		return h, fmt.Errorf("open a %s stream: %w", channel, err)
 	}
 	if h.ID == "" {
-		return h, nil, fmt.Errorf("open a %s stream: %w", channel, &ProtocolError{Line: "reply without a stream id", Err: errors.New("no id")})
+		return h, fmt.Errorf("open a %s stream: %w", channel, &ProtocolError{Line: "reply without a stream id", Err: errors.New("no id")})
 	}
-	return h, br, nil
+	return h, nil
 }
 
 type streamRequest struct {

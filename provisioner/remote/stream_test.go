@@ -3,8 +3,12 @@ package remote
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -124,4 +128,108 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("frames read back as %q, not a prefix of the input %q", out, in)
 		}
 	})
+}
+
+// Five streams at once push 2 MiB each through the real relay in chunks of
+// random size, with their channels cut at random points four times: every
+// stream gets back exactly what it sent, in order.
+func TestRelayStreamStress(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	r := b.launch(Params{KernelName: "echo", Key: "relay-stress", Grace: time.Minute})
+	ctx := tctx(t, 120*time.Second)
+	var wg sync.WaitGroup
+	for i, channel := range []string{"shell", "iopub", "stdin", "control", "hb"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			data := make([]byte, 2<<20)
+			for j := range data {
+				data[j] = byte(rng.IntN(256))
+			}
+			if err := stressStream(ctx, r.Control, channel, data, rng); err != nil {
+				t.Errorf("%s: %v", channel, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := ctl(r).Shutdown(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func stressStream(ctx context.Context, control, channel string, data []byte, rng *rand.Rand) error {
+	var (
+		id  string
+		got []byte
+	)
+	for epoch := 0; ; epoch++ {
+		conn, err := UnixDialer(control)(ctx)
+		if err != nil {
+			return err
+		}
+		h, br, err := OpenStream(ctx, conn, channel, id, uint64(len(got)))
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("epoch %d: %w", epoch, err)
+		}
+		id = h.ID
+		last := epoch == 4
+		cut := len(data)
+		if !last {
+			cut = min(len(data), int(h.Recv)+rng.IntN(600<<10))
+		}
+		werr := make(chan error, 1)
+		wrng := rand.New(rand.NewPCG(rng.Uint64(), 1)) // the writer's own
+		go func() {
+			var frame []byte
+			for pos := int(h.Recv); pos < cut; {
+				n := min(cut-pos, 1+wrng.IntN(100<<10))
+				frame = AppendFrame(frame[:0], FrameData, data[pos:pos+n])
+				if _, err := conn.Write(frame); err != nil {
+					werr <- err
+					return
+				}
+				pos += n
+			}
+			if !last {
+				conn.Close() // the cut: what is still in flight either way is lost
+			}
+			werr <- nil
+		}()
+		for len(got) < len(data) {
+			kind, p, err := ReadFrame(br, nil)
+			if err != nil {
+				break
+			}
+			if kind == FrameAck {
+				continue
+			}
+			if kind != FrameData {
+				conn.Close()
+				return fmt.Errorf("epoch %d: frame %q", epoch, kind)
+			}
+			got = append(got, p...)
+			if rng.IntN(4) == 0 {
+				conn.Write(AppendAck(nil, uint64(len(got))))
+			}
+		}
+		if err := <-werr; err != nil && last {
+			return fmt.Errorf("epoch %d: write: %w", epoch, err)
+		}
+		if !bytes.Equal(got, data[:len(got)]) {
+			conn.Close()
+			return fmt.Errorf("epoch %d: echo differs from what was sent within the first %d bytes", epoch, len(got))
+		}
+		if last {
+			conn.Write(AppendFrame(nil, FrameFin, nil))
+			conn.Close()
+			if len(got) != len(data) {
+				return fmt.Errorf("got %d of %d bytes", len(got), len(data))
+			}
+			return nil
+		}
+		conn.Close()
+	}
 }
