@@ -30,13 +30,22 @@
 // supervisor is killed, the kernel follows (PR_SET_PDEATHSIG on Linux,
 // JPY_PARENT_PID for ipykernel).
 //
+// Streams (OpenStream): a control connection whose request is
+// {"op":"stream","channel":…} becomes the relay of one client connection to
+// that kernel socket; {"op":"stream","id":…,"recv":N} resumes one on a new
+// connection. Both sides keep what they sent until acknowledged and, on
+// resume, send again from the offset the other reached, so nothing in flight
+// is lost with an SSH connection; the supervisor keeps a stream whose local
+// side is away for the grace period. After the reply line both directions
+// carry frames (FrameData, FrameAck, FrameFin).
+//
 // Launcher slurm (Params.Launcher): the supervisor stays on the login node
 // (the SSH target) and submits the kernel with `sbatch --parsable [args]
 // job.sh`; job.sh (in the run dir, no key) first writes into the connection
 // file the address at which the job's node reaches the submit host, then
 // execs the kernel, which binds random ports (0 in the file) and writes them
-// back. Channels are then node:port, reached by the local side's direct-tcpip
-// through the login node. While the job pends, the launch relays frames
+// back. Channels are then node:port, which the supervisor's streams connect to
+// from the login node. While the job pends, the launch relays frames
 // {"op":"progress","message":…} (Params.Progress); past QueueTimeout the job is
 // cancelled (CodeQueueTimeout, with squeue's reason). Interrupt is `scancel
 // --signal=INT --batch`, stop is `scancel`; the supervisor notices the job's
