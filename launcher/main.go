@@ -63,6 +63,7 @@ func productionDeps() deps {
 // the kernel dies, 2 for bad usage. stdin is read only when it is a terminal
 // (the Ctrl+D menu); Jupyter gives kernels /dev/null or a pipe there.
 func Main(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	tuneRuntime(os.Getenv)
 	return mainWith(ctx, args, stdin, stdout, stderr, productionDeps())
 }
 
