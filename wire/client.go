@@ -307,7 +307,10 @@ func (c *Client) send(ch *channel, m *Message) error {
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if err := ch.sock.Send(zmq4.NewMsgFrom(frames...)); err != nil {
+	// SendMulti writes the whole message with one writev, as libzmq does;
+	// Send writes each frame's header and body apart, and every small write
+	// then crosses a forward (and an SSH packet) on its own.
+	if err := ch.sock.SendMulti(zmq4.NewMsgFrom(frames...)); err != nil {
 		return fmt.Errorf("send %s on %s: %w", m.Header.MsgType, ch.name, err)
 	}
 	return nil
