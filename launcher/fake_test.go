@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ type fake struct {
 	attached provisioner.State
 	k        *fakeKernel
 	started  chan struct{} // closed when Launch or Attach returned a kernel
+	steadied atomic.Int32  // calls of deps.steady
 }
 
 func newFake(out io.Writer) *fake { return &fake{out: out, started: make(chan struct{})} }
@@ -228,6 +230,7 @@ func startRunTTY(t *testing.T, rt string, f *fake, stdin *os.File, args ...strin
 		runtimeDir: func() string { return rt },
 		signals:    func() (<-chan os.Signal, func()) { return r.sigs, func() {} },
 		isTTY:      func(*os.File) bool { return stdin != nil },
+		steady:     func() { f.steadied.Add(1) },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel

@@ -41,6 +41,8 @@ type deps struct {
 	// parentGone is closed when the Jupyter that started us is gone (nil:
 	// never); it stops watching when stop is closed.
 	parentGone func(stop <-chan struct{}) <-chan struct{}
+	// steady runs once the kernel is ready (nil: nothing).
+	steady func()
 }
 
 func productionDeps() deps {
@@ -55,6 +57,7 @@ func productionDeps() deps {
 		},
 		isTTY:      func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) },
 		parentGone: productionWatchParent,
+		steady:     func() { tuneRuntime(os.Getenv) },
 	}
 }
 
@@ -63,7 +66,6 @@ func productionDeps() deps {
 // the kernel dies, 2 for bad usage. stdin is read only when it is a terminal
 // (the Ctrl+D menu); Jupyter gives kernels /dev/null or a pipe there.
 func Main(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	tuneRuntime(os.Getenv)
 	return mainWith(ctx, args, stdin, stdout, stderr, productionDeps())
 }
 

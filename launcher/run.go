@@ -163,6 +163,9 @@ func (l *launcher) start() error {
 	}
 	// From here on signals act on the kernel; they queue until the loop runs.
 	l.disp.setReady()
+	if l.d.steady != nil {
+		l.d.steady()
+	}
 	if prev != nil {
 		if err := l.adoptLocal(); err != nil {
 			return l.abandon(err)

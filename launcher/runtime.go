@@ -2,12 +2,15 @@ package launcher
 
 import "runtime"
 
-// tuneRuntime gives the launcher one P unless the user set GOMAXPROCS.
+// tuneRuntime gives the launcher one P once the kernel is ready, unless the
+// user set GOMAXPROCS. The launch itself keeps every P: in bench -only launch
+// one P from the start looked up to 0.15 s slower (handshake crypto and
+// start-up work run side by side), though within the noise.
 //
-// The launcher only moves small messages between sockets. With more than
-// one P, every goroutine handoff on the way (x/crypto's read loop → its mux
-// → the channel's reader → the local socket) wakes another thread to run
-// it, and idle threads spin and park: measured on a 2-core VM, one P cut
+// From then on the launcher only moves small messages between sockets.
+// With more than one P, every goroutine handoff on the way (x/crypto's read
+// loop → its mux → the channel's reader → the local socket) wakes another
+// thread to run it, and idle threads spin and park: measured on a 2-core VM, one P cut
 // the launcher's CPU per execute round trip from 0.97 to 0.57 ms, sshd's
 // from 0.48 to 0.34 ms (more messages share a packet), and the median
 // round trip by 0.3 ms (5.8 → 5.5 ms), with no loss in stream throughput.
