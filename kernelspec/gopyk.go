@@ -5,23 +5,27 @@ package kernelspec
 // only names the spec.
 type Gopyk struct {
 	SSHHostAlias     string `json:"ssh_host_alias"`
-	SSHConfig        string `json:"ssh_config,omitempty"`       // passed to ssh as -F
-	RemotePython     string `json:"remote_python,omitempty"`    // default: python3 on the remote PATH
-	RemoteKernelName string `json:"remote_kernel_name"`         // kernel spec name on the remote
-	RemotePre        string `json:"remote_pre,omitempty"`       // shell commands run before the launcher
-	LaunchTimeout    int    `json:"launch_timeout,omitempty"`   // seconds; 0 = DefaultLaunchTimeout
-	ShutdownTimeout  int    `json:"shutdown_timeout,omitempty"` // seconds; 0 = DefaultShutdownTimeout
-	Transport        string `json:"transport,omitempty"`        // "ipc" (default) or "tcp"
-	Launcher         string `json:"launcher,omitempty"`         // "" / "local" or "slurm"
-	LauncherArgs     string `json:"launcher_args,omitempty"`    // extra arguments for the launcher (e.g. sbatch flags)
-	Grace            int    `json:"grace,omitempty"`            // seconds a kernel waits for a lost launcher; 0 = default
-	QueueTimeout     int    `json:"queue_timeout,omitempty"`    // launcher slurm: seconds a job may pend; 0 = DefaultQueueTimeout
+	SSHConfig        string `json:"ssh_config,omitempty"`        // passed to ssh as -F
+	RemotePython     string `json:"remote_python,omitempty"`     // default: python3 on the remote PATH
+	RemoteKernelName string `json:"remote_kernel_name"`          // kernel spec name on the remote
+	RemotePre        string `json:"remote_pre,omitempty"`        // shell commands run before the launcher
+	LaunchTimeout    int    `json:"launch_timeout,omitempty"`    // seconds; 0 = DefaultLaunchTimeout
+	ShutdownTimeout  int    `json:"shutdown_timeout,omitempty"`  // seconds; 0 = DefaultShutdownTimeout
+	Transport        string `json:"transport,omitempty"`         // "ipc" (default) or "tcp"
+	Launcher         string `json:"launcher,omitempty"`          // "" / "local" or "slurm"
+	LauncherArgs     string `json:"launcher_args,omitempty"`     // extra arguments for the launcher (e.g. sbatch flags)
+	Grace            int    `json:"grace,omitempty"`             // seconds a kernel waits for a lost launcher; 0 = DefaultGrace
+	ReconnectTimeout int    `json:"reconnect_timeout,omitempty"` // seconds a lost connection is retried; 0 = DefaultReconnectTimeout
+	QueueTimeout     int    `json:"queue_timeout,omitempty"`     // launcher slurm: seconds a job may pend; 0 = DefaultQueueTimeout
 }
 
 const (
 	DefaultLaunchTimeout   = 60  // seconds
 	DefaultShutdownTimeout = 10  // seconds
 	DefaultQueueTimeout    = 600 // seconds a Slurm job may stay pending
+	DefaultGrace           = 600 // seconds; the remote launcher's default
+	// DefaultReconnectTimeout is long enough for a laptop closed overnight.
+	DefaultReconnectTimeout = 12 * 3600
 )
 
 // MetadataKey is the key under "metadata" that marks a spec as written by gopyk.

@@ -28,6 +28,8 @@ const (
 	flagLauncher     = "launcher"
 	flagLauncherArgs = "launcher-args"
 	flagQueueTO      = "queue-timeout"
+	flagGrace        = "grace"
+	flagReconnectTO  = "reconnect-timeout"
 )
 
 // fieldFlags are the flags; add shows its defaults, edit has none (an edit
@@ -53,6 +55,8 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.StringFlag{Name: flagLauncher, Usage: "`HOW` the remote starts the kernel: local (on the SSH host) or slurm (a batch job on a compute node; sockets are tcp)" + def("local")},
 		&cli.StringFlag{Name: flagLauncherArgs, Usage: "`ARGS` for the launcher, split as sh would: for slurm, sbatch options, e.g. '--partition=gpu --time=4:00:00'"},
 		&cli.IntFlag{Name: flagQueueTO, HideDefault: true, Usage: "`SECONDS` a Slurm job may wait in the queue before it is cancelled" + def(fmt.Sprint(kernelspec.DefaultQueueTimeout))},
+		&cli.IntFlag{Name: flagGrace, HideDefault: true, Usage: "`SECONDS` the remote kernel waits for a gopyk-kernel that lost its connection or was killed, before it shuts down (not persistent kernels)" + def(fmt.Sprint(kernelspec.DefaultGrace))},
+		&cli.IntFlag{Name: flagReconnectTO, HideDefault: true, Usage: "`SECONDS` gopyk-kernel keeps reconnecting after the network drops before it gives up and exits" + def(fmt.Sprint(kernelspec.DefaultReconnectTimeout))},
 	}
 }
 
@@ -201,6 +205,17 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 			return err
 		}
 	}
+	for _, f := range []struct {
+		flag string
+		to   *int
+	}{{flagGrace, &g.Grace}, {flagReconnectTO, &g.ReconnectTimeout}} {
+		if cmd.IsSet(f.flag) {
+			*f.to = cmd.Int(f.flag)
+			if err := checkTimeout(f.flag, *f.to); err != nil {
+				return err
+			}
+		}
+	}
 	if g.Launcher == "slurm" && g.Transport == "ipc" {
 		return errors.New("--launcher slurm runs the kernel on a compute node, which the login node reaches over tcp only; drop --transport ipc (or --unset transport)")
 	}
@@ -212,15 +227,17 @@ var unsettable = map[string]struct {
 	flag  string
 	clear func(*kernelspec.Gopyk)
 }{
-	"ssh_config":       {flagSSHConfig, func(g *kernelspec.Gopyk) { g.SSHConfig = "" }},
-	"remote_python":    {flagRemotePython, func(g *kernelspec.Gopyk) { g.RemotePython = "" }},
-	"remote_pre":       {flagRemotePre, func(g *kernelspec.Gopyk) { g.RemotePre = "" }},
-	"launch_timeout":   {flagLaunchTO, func(g *kernelspec.Gopyk) { g.LaunchTimeout = 0 }},
-	"shutdown_timeout": {flagShutdownTO, func(g *kernelspec.Gopyk) { g.ShutdownTimeout = 0 }},
-	"transport":        {flagTransport, func(g *kernelspec.Gopyk) { g.Transport = "" }},
-	"launcher":         {flagLauncher, func(g *kernelspec.Gopyk) { g.Launcher = "" }},
-	"launcher_args":    {flagLauncherArgs, func(g *kernelspec.Gopyk) { g.LauncherArgs = "" }},
-	"queue_timeout":    {flagQueueTO, func(g *kernelspec.Gopyk) { g.QueueTimeout = 0 }},
+	"ssh_config":        {flagSSHConfig, func(g *kernelspec.Gopyk) { g.SSHConfig = "" }},
+	"remote_python":     {flagRemotePython, func(g *kernelspec.Gopyk) { g.RemotePython = "" }},
+	"remote_pre":        {flagRemotePre, func(g *kernelspec.Gopyk) { g.RemotePre = "" }},
+	"launch_timeout":    {flagLaunchTO, func(g *kernelspec.Gopyk) { g.LaunchTimeout = 0 }},
+	"shutdown_timeout":  {flagShutdownTO, func(g *kernelspec.Gopyk) { g.ShutdownTimeout = 0 }},
+	"transport":         {flagTransport, func(g *kernelspec.Gopyk) { g.Transport = "" }},
+	"launcher":          {flagLauncher, func(g *kernelspec.Gopyk) { g.Launcher = "" }},
+	"launcher_args":     {flagLauncherArgs, func(g *kernelspec.Gopyk) { g.LauncherArgs = "" }},
+	"queue_timeout":     {flagQueueTO, func(g *kernelspec.Gopyk) { g.QueueTimeout = 0 }},
+	"grace":             {flagGrace, func(g *kernelspec.Gopyk) { g.Grace = 0 }},
+	"reconnect_timeout": {flagReconnectTO, func(g *kernelspec.Gopyk) { g.ReconnectTimeout = 0 }},
 }
 
-const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout"
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout"

@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -128,6 +129,7 @@ func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck b
 	if sr.ShutdownTimeout == 0 {
 		sr.ShutdownTimeout = kernelspec.DefaultShutdownTimeout
 	}
+	sr.Grace, sr.ReconnectTimeout = cmp.Or(g.Grace, kernelspec.DefaultGrace), cmp.Or(g.ReconnectTimeout, kernelspec.DefaultReconnectTimeout)
 	sr.Launcher = g.Launcher
 	if sr.Launcher == "" {
 		sr.Launcher = "local"

@@ -129,6 +129,12 @@ func (p *printer) ssh(k kernelReport) {
 	if s.QueueTimeout > 0 {
 		p.line("Queue Timeout", strconv.Itoa(s.QueueTimeout)+" s")
 	}
+	if s.Settings.Grace > 0 {
+		p.line("Grace", strconv.Itoa(s.Grace)+" s")
+	}
+	if s.Settings.ReconnectTimeout > 0 {
+		p.line("Reconnect Timeout", strconv.Itoa(s.ReconnectTimeout)+" s")
+	}
 }
 
 func (p *printer) host(h hostReport, suffix string) {

@@ -62,17 +62,19 @@ type kernelReport struct {
 }
 
 type sshReport struct {
-	Settings        kernelspec.Gopyk `json:"settings"`
-	Command         string           `json:"command"` // simplified, for people
-	InterruptMode   Check            `json:"interrupt_mode"`
-	SSHConfig       *Check           `json:"ssh_config,omitempty"`
-	Route           []hostReport     `json:"route"` // dial order: jump hosts first, the target last
-	RouteError      *Check           `json:"route_error,omitempty"`
-	Remote          []Check          `json:"remote"`
-	Launcher        string           `json:"launcher"` // local or slurm
-	LaunchTimeout   int              `json:"launch_timeout"`
-	QueueTimeout    int              `json:"queue_timeout,omitempty"` // launcher slurm
-	ShutdownTimeout int              `json:"shutdown_timeout"`
+	Settings         kernelspec.Gopyk `json:"settings"`
+	Command          string           `json:"command"` // simplified, for people
+	InterruptMode    Check            `json:"interrupt_mode"`
+	SSHConfig        *Check           `json:"ssh_config,omitempty"`
+	Route            []hostReport     `json:"route"` // dial order: jump hosts first, the target last
+	RouteError       *Check           `json:"route_error,omitempty"`
+	Remote           []Check          `json:"remote"`
+	Launcher         string           `json:"launcher"` // local or slurm
+	LaunchTimeout    int              `json:"launch_timeout"`
+	QueueTimeout     int              `json:"queue_timeout,omitempty"` // launcher slurm
+	ShutdownTimeout  int              `json:"shutdown_timeout"`
+	Grace            int              `json:"grace"`             // seconds
+	ReconnectTimeout int              `json:"reconnect_timeout"` // seconds
 }
 
 type hostReport struct {

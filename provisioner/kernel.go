@@ -25,7 +25,7 @@ import (
 var (
 	backoffStart = 250 * time.Millisecond
 	backoffMax   = time.Second
-	giveUpAfter  = 12 * time.Hour
+	giveUpAfter  = kernelspec.DefaultReconnectTimeout * time.Second
 	redialTime   = 20 * time.Second // one reconnect attempt, dial + re-attach
 )
 
@@ -491,6 +491,9 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 func (k *kernel) giveUpAfter() time.Duration {
 	if k.cfg.GiveUpAfter > 0 {
 		return k.cfg.GiveUpAfter
+	}
+	if s := k.cfg.Gopyk.ReconnectTimeout; s > 0 {
+		return time.Duration(s) * time.Second
 	}
 	return giveUpAfter
 }
