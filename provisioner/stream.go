@@ -15,9 +15,9 @@ import (
 
 // Stream tuning; the supervisor's side has the same in launcher.py.
 const (
-	streamCap   = 8 << 20  // unacknowledged bytes kept; reading the client stops beyond
-	ackEvery    = 32 << 10 // acknowledge received data at least this often
-	streamChunk = 32 << 10 // one read from the client, one frame
+	streamCap   = 8 << 20   // unacknowledged bytes kept; reading the client stops beyond
+	ackEvery    = 256 << 10 // acknowledge received data at least this often
+	streamChunk = 32 << 10  // one read from the client, one frame
 )
 
 // openFunc opens a control connection to the supervisor over the live SSH
