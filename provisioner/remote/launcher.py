@@ -497,7 +497,8 @@ def old_launchers(days=30):
 # and a 4-byte big-endian length, then the payload. D: data. A: 8-byte count
 # of data bytes received so far (lets the sender drop them). F: the end.
 
-STREAM_CAP = 8 << 20  # unacknowledged bytes kept per direction; reading stops beyond
+STREAM_CAP = 2 << 20  # unacknowledged bytes kept per direction; reading stops beyond (the SSH window is 2 MiB too)
+PENDING_CAP = 256 << 10  # frames queued for a slow channel; reading the kernel stops beyond
 ACK_EVERY = 256 << 10
 READ_SIZE = 256 << 10  # big reads: fewer wakeups, frames and SSH writes for bulk output
 FRAME_MAX = 1 << 20
@@ -507,6 +508,50 @@ FRAME_D, FRAME_A, FRAME_F = 68, 65, 70
 
 def frame_header(kind, n):
     return bytes((kind, n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255))
+
+
+TRIM_AFTER = 1 << 20  # a dropped buffer this big schedules a malloc_trim
+
+
+def trim_memory():
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except Exception:
+        pass
+
+
+def tune_malloc():
+    """Give memory back to the system, where glibc allows it (elsewhere: nothing).
+
+    Compiling this script leaves ~4 MB of freed heap that the supervisor,
+    forked after it, would keep for its whole life: trim it. And the relay's
+    buffers grow with bursts of output and are dropped after; glibc by
+    default raises its mmap threshold to the biggest block freed, so later
+    ones come from a heap that never shrinks (24 MB idle after 100 MB of
+    output, against 16): a fixed threshold keeps big buffers mapped apart and
+    unmapped when freed."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD
+    except Exception:
+        pass
+    trim_memory()
+
+
+def drop_front(buf, n):
+    """buf without its first n bytes. Deleting at the front keeps a
+    bytearray's allocation, so when most of it goes the rest is copied
+    into a new one and the memory goes back."""
+    if n >= len(buf):
+        return bytearray()
+    if n > len(buf) - n:
+        return bytearray(memoryview(buf)[n:])
+    del buf[:n]
+    return buf
 
 
 class Endpoint(object):
@@ -530,7 +575,7 @@ class Stream(object):
         self.sent = bytearray()  # kernel bytes sent (or to send) and not yet acknowledged
         self.base = 0  # stream offset of sent[0]
         self.recv = 0  # bytes received from the local side
-        self.unacked = 0
+        self.acked = 0  # what the last ack said was delivered to the kernel
         self.inbuf = bytearray()
         self.closed = False
         self.ev = {}  # sock -> registered events
@@ -560,13 +605,13 @@ class Stream(object):
         if self.closed:
             return
         k = 0
-        if len(self.sent) < STREAM_CAP and len(self.to_c) < STREAM_CAP:
+        if len(self.sent) < STREAM_CAP and len(self.to_c) < PENDING_CAP:
             k |= selectors.EVENT_READ
         if self.to_k:
             k |= selectors.EVENT_WRITE
         self.watch(self.ks, self.k_ep, k)
         if self.cs is not None:
-            c = selectors.EVENT_READ if len(self.to_k) < STREAM_CAP else 0
+            c = selectors.EVENT_READ
             if self.to_c:
                 c |= selectors.EVENT_WRITE
             self.watch(self.cs, self.c_ep, c)
@@ -579,12 +624,12 @@ class Stream(object):
             return
         self.detach(expire=False)
         self.sup.cancel("stream-" + self.id)
-        del self.sent[:peer_recv - self.base]
+        self.sent = drop_front(self.sent, peer_recv - self.base)
         self.base = peer_recv
         self.cs = sock
         self.c_ep = Endpoint(self.on_channel)
         self.inbuf = bytearray()
-        self.unacked = 0
+        self.acked = self.recv  # the reply line says as much
         out = bytearray((json.dumps({"ok": True, "id": self.id, "recv": self.recv}) + "\n").encode())
         view = memoryview(self.sent)
         for i in range(0, len(view), 1 << 16):
@@ -674,7 +719,7 @@ class Stream(object):
         except OSError:
             self.detach()
             return
-        del self.to_c[:n]
+        self.to_c = drop_front(self.to_c, n)
 
     def send_k(self, data):
         if not self.to_k:
@@ -696,12 +741,13 @@ class Stream(object):
         if mask & selectors.EVENT_WRITE and self.to_k:
             try:
                 n = self.ks.send(self.to_k)
-                del self.to_k[:n]
+                self.to_k = drop_front(self.to_k, n)
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
                 self.close()
                 return
+            self.ack()
         if mask & selectors.EVENT_READ:
             try:
                 data = self.ks.recv(READ_SIZE)
@@ -753,12 +799,15 @@ class Stream(object):
             off += HDR_LEN + n
             if kind == FRAME_D:
                 self.recv += n
-                self.unacked += n
                 self.send_k(body)
             elif kind == FRAME_A and n == 8:
                 acked = int.from_bytes(body, "big")
                 if self.base <= acked <= self.base + len(self.sent):
-                    del self.sent[:acked - self.base]
+                    if len(self.sent) >= TRIM_AFTER and acked - self.base > len(self.sent) // 2:
+                        # A burst is being let go: once it is over, give
+                        # back what the heap kept of it.
+                        self.sup.timer("trim", 1.0, trim_memory)
+                    self.sent = drop_front(self.sent, acked - self.base)
                     self.base = acked
             elif kind == FRAME_F:
                 self.close()
@@ -766,9 +815,17 @@ class Stream(object):
         if self.closed:
             return
         del buf[:off]
-        if self.unacked >= ACK_EVERY:
-            self.unacked = 0
-            self.send_c(frame_header(FRAME_A, 8) + self.recv.to_bytes(8, "big"))
+        self.ack()
+
+    def ack(self):
+        """Acknowledge what the kernel has taken. Acking what it has not taken
+        yet would let the local side send without limit while the kernel is
+        slow; this way to_k holds at most the local side's STREAM_CAP, and the
+        channel is always read (acks arrive on it)."""
+        delivered = self.recv - len(self.to_k)
+        if delivered - self.acked >= ACK_EVERY:
+            self.acked = delivered
+            self.send_c(frame_header(FRAME_A, 8) + delivered.to_bytes(8, "big"))
 
 
 # ---------------------------------------------------------------- supervisor
@@ -916,7 +973,7 @@ class Supervisor(object):
              "ports": self.conn_info["ports"], "channels": self.channels(),
              "interrupt_mode": self.spec["interrupt_mode"], "argv": self.argv,
              "kernel_name": self.p.get("kernel_name", ""), "spec_dir": self.spec.get("resource_dir") or "",
-             "persistent": self.persistent, "grace_seconds": self.grace, "leases": len(self.leases()),
+             "persistent": self.persistent, "grace_seconds": self.grace, "leases": len(self.leases()), "streams": len(self.streams),
              "started": self.started, "restarts": self.restarts, "tag": self.p.get("tag", "")}
         d.update(self.facts)
         return d
@@ -1317,6 +1374,7 @@ class Supervisor(object):
 
     def run(self, on_ready):
         """Start the kernel and serve until it is gone. on_ready is called once."""
+        tune_malloc()
         self.wake_r, wake_w = os.pipe()
         for fd in (self.wake_r, wake_w):
             os.set_blocking(fd, False)

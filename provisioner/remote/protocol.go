@@ -146,6 +146,7 @@ type Reply struct {
 	Persistent    bool     `json:"persistent"`
 	GraceSeconds  float64  `json:"grace_seconds"`
 	Leases        int      `json:"leases"`
+	Streams       int      `json:"streams"` // relayed client connections, attached or waiting
 	Started       float64  `json:"started"` // unix time the supervisor started
 	Restarts      int      `json:"restarts"`
 	Tag           string   `json:"tag"`

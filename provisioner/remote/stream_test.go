@@ -79,6 +79,9 @@ func TestRelayStream(t *testing.T) {
 			if _, _, _, err := open("", h.ID, 24); !errors.As(err, &re) || re.Code != CodeNoStream {
 				t.Fatalf("resume after the end: %v; want %s", err, CodeNoStream)
 			}
+			if st, err := ctl(r).Status(ctx); err != nil || st.Streams != 0 {
+				t.Fatalf("status after the only stream ended: %d streams, %v", st.Streams, err)
+			}
 
 			// The kernel ends a stream.
 			c3, _, br, err := open("iopub", "", 0)
