@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopyk/gopyk/provisioner"
+	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/testbed"
 	"github.com/gopyk/gopyk/wire"
 )
@@ -144,6 +147,17 @@ func TestPersistentLeaveAndExisting(t *testing.T) {
 	if len(e.remoteKernelProcs()) == 0 {
 		t.Fatal("SIGQUIT shut the remote kernel down; it must keep running")
 	}
+	// Leaving ends every relayed connection: the kept kernel holds none.
+	var st provisioner.State
+	if b, err := os.ReadFile(pf); err != nil || json.Unmarshal(b, &st) != nil {
+		t.Fatalf("persistence file: %v", err)
+	}
+	waitFor(t, 10*time.Second, "no relayed streams left after leaving", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r, err := remote.NewControl(remote.UnixDialer(st.Control)).Status(ctx)
+		return err == nil && r.Streams == 0
+	})
 
 	cf2 := filepath.Join(e.home, "kernel-attached.json")
 	k2 := e.start(filepath.Join(binDir, "gopyk-kernel"), "--existing", pf, "--connection-file", cf2)

@@ -13,7 +13,8 @@ import "runtime"
 // thread to run it, and idle threads spin and park: measured on a 2-core VM, one P cut
 // the launcher's CPU per execute round trip from 0.97 to 0.57 ms, sshd's
 // from 0.48 to 0.34 ms (more messages share a packet), and the median
-// round trip by 0.3 ms (5.8 → 5.5 ms), with no loss in stream throughput.
+// round trip by 0.3 ms (5.8 → 5.5 ms); stream throughput did not change
+// beyond the noise.
 // On a laptop with many cores the default spreads the work even thinner.
 func tuneRuntime(getenv func(string) string) {
 	if n := procs(getenv); n > 0 {

@@ -20,6 +20,8 @@ type forwarder struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	live  int           // streams running, even after close
+	idle  chan struct{} // closed when live drops to 0 (see drained)
 	wg    sync.WaitGroup
 }
 
@@ -82,6 +84,7 @@ func (f *forwarder) track(c net.Conn) bool {
 		return false
 	}
 	f.conns[c] = struct{}{}
+	f.live++
 	return true
 }
 
@@ -89,6 +92,24 @@ func (f *forwarder) untrack(c net.Conn) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.conns, c)
+	f.live--
+	if f.live == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// drained is closed once no stream runs any more; for one waiter, after close.
+func (f *forwarder) drained() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{})
+	if f.live == 0 {
+		close(ch)
+	} else {
+		f.idle = ch
+	}
+	return ch
 }
 
 // drop closes every forwarded connection but keeps listening: used when the

@@ -659,9 +659,22 @@ func (k *kernel) teardown() {
 	k.mu.Lock()
 	k.closed = true
 	k.mu.Unlock()
+	// Closing the clients' connections first lets every stream tell the
+	// relay it ended, so a kernel left running keeps no orphaned connections;
+	// a stalled link must not hold us up.
+	k.closeForwarders()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	for _, f := range k.fwd {
+		if f != nil {
+			select {
+			case <-f.drained():
+			case <-ctx.Done():
+			}
+		}
+	}
+	cancel()
 	k.cancel()
 	c, l := k.setDown()
-	k.closeForwarders()
 	// The connection before the lease: see reconnect.
 	if c != nil {
 		c.Close()

@@ -15,7 +15,7 @@ import (
 
 // Stream tuning; the supervisor's side has the same in launcher.py.
 const (
-	streamCap   = 8 << 20   // unacknowledged bytes kept; reading the client stops beyond
+	streamCap   = 2 << 20   // unacknowledged bytes kept; reading the client stops beyond (x/crypto's window is 2 MiB too)
 	ackEvery    = 256 << 10 // acknowledge received data at least this often
 	streamChunk = 32 << 10  // one read from the client, one frame
 )
@@ -55,8 +55,12 @@ func newRelayStream(lc net.Conn, channel string, open openFunc, log interface{ D
 	return s
 }
 
-// errFin: the relay ended the stream (the kernel closed its socket).
-var errFin = errors.New("stream ended by the remote side")
+var (
+	// errFin: the relay ended the stream (the kernel closed its socket).
+	errFin = errors.New("stream ended by the remote side")
+	// errResume: the relay's offset is not one this side can resume from.
+	errResume = errors.New("cannot resume the stream")
+)
 
 // run serves the stream until the client or the kernel closes it, the relay
 // forgets it, or ctx ends.
@@ -96,7 +100,7 @@ func (s *relayStream) run(ctx context.Context) {
 			} else {
 				var h remote.StreamHello
 				if h, br, err = remote.OpenStream(ctx, conn, s.channel, id, recv); err == nil && !s.resume(conn, h.Recv) {
-					err = fmt.Errorf("the relay is at byte %d, outside what was kept", h.Recv)
+					err = fmt.Errorf("%w: the relay is at byte %d, outside what was kept", errResume, h.Recv)
 				}
 			}
 			if err == nil {
@@ -109,7 +113,7 @@ func (s *relayStream) run(ctx context.Context) {
 		switch {
 		case errors.Is(err, errFin), ctx.Err() != nil:
 			return
-		case id == "", errors.Is(err, remote.ErrGone), errors.As(err, &re):
+		case id == "", errors.Is(err, remote.ErrGone), errors.Is(err, errResume), errors.As(err, &re):
 			// The client reconnects and gets a fresh stream.
 			s.debug("open", err)
 			return
