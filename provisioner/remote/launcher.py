@@ -673,43 +673,25 @@ class Stream(object):
             self.cs.close()
             self.cs = None
 
-    def send_c(self, data):
-        if self.cs is None:
-            return
-        if not self.to_c:
-            try:
-                n = self.cs.send(data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError:
-                self.detach()
-                return
-            if n == len(data):
-                return
-            data = data[n:]
-        self.to_c += data
-
-    def send_data(self, data):
-        """send_c of a data frame, without copying data into one buffer with its header."""
-        hdr = frame_header(FRAME_D, len(data))
+    def send_c(self, *parts):
+        """Write parts to the channel (one sendmsg, no copy), queueing what it does not take now."""
         if self.cs is None:
             return
         if self.to_c:
-            self.to_c += hdr
-            self.to_c += data
+            for p in parts:
+                self.to_c += p
             return
         try:
-            n = self.cs.sendmsg([hdr, data])
+            n = self.cs.sendmsg(parts)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError:
             self.detach()
             return
-        if n < HDR_LEN:
-            self.to_c += hdr[n:]
-            self.to_c += data
-        elif n < HDR_LEN + len(data):
-            self.to_c += memoryview(data)[n - HDR_LEN:]
+        for p in parts:
+            if n < len(p):
+                self.to_c += memoryview(p)[n:]
+            n = max(0, n - len(p))
 
     def flush_c(self):
         try:
@@ -760,7 +742,7 @@ class Stream(object):
                 return
             if data:
                 self.sent += data
-                self.send_data(data)
+                self.send_c(frame_header(FRAME_D, len(data)), data)
         self.update()
 
     def on_channel(self, mask):
