@@ -151,7 +151,7 @@ func TestRelayStreamStress(t *testing.T) {
 			for j := range data {
 				data[j] = byte(rng.IntN(256))
 			}
-			if err := stressStream(ctx, r.Control, channel, data, rng); err != nil {
+			if err := stressStream(ctx, r.Control, channel, data, rng, 4); err != nil {
 				t.Errorf("%s: %v", channel, err)
 			}
 		}()
@@ -162,10 +162,13 @@ func TestRelayStreamStress(t *testing.T) {
 	}
 }
 
-func stressStream(ctx context.Context, control, channel string, data []byte, rng *rand.Rand) error {
+// stressStream sends data on a new stream and reads it back, cutting the
+// channel at random points the given number of times.
+func stressStream(ctx context.Context, control, channel string, data []byte, rng *rand.Rand, cuts int) error {
 	var (
-		id  string
-		got []byte
+		id    string
+		got   []byte
+		acked int
 	)
 	for epoch := 0; ; epoch++ {
 		conn, err := UnixDialer(control)(ctx)
@@ -178,7 +181,7 @@ func stressStream(ctx context.Context, control, channel string, data []byte, rng
 			return fmt.Errorf("epoch %d: %w", epoch, err)
 		}
 		id = h.ID
-		last := epoch == 4
+		last := epoch == cuts
 		cut := len(data)
 		if !last {
 			cut = min(len(data), int(h.Recv)+rng.IntN(600<<10))
@@ -214,8 +217,11 @@ func stressStream(ctx context.Context, control, channel string, data []byte, rng
 				return fmt.Errorf("epoch %d: frame %q", epoch, kind)
 			}
 			got = append(got, p...)
-			if rng.IntN(4) == 0 {
+			// At random, and always before the relay's window fills (as
+			// the real local side does): a receiver that never acks stalls.
+			if rng.IntN(4) == 0 || len(got)-acked >= 256<<10 {
 				conn.Write(AppendAck(nil, uint64(len(got))))
+				acked = len(got)
 			}
 		}
 		if err := <-werr; err != nil && last {
@@ -234,5 +240,22 @@ func stressStream(ctx context.Context, control, channel string, data []byte, rng
 			return nil
 		}
 		conn.Close()
+	}
+}
+
+// 24 MiB in one go, many times the relay's window: a kernel that writes
+// before it reads (the echo one) must not deadlock the relay, which has to
+// keep reading the channel (acks come on it) while the kernel is slow.
+func TestRelayStreamFlowControl(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	r := b.launch(Params{KernelName: "echo", Key: "relay-flow", Grace: time.Minute})
+	ctx := tctx(t, 60*time.Second)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 24<<20/16)
+	if err := stressStream(ctx, r.Control, "shell", data, rand.New(rand.NewPCG(1, 2)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl(r).Shutdown(ctx, 0); err != nil {
+		t.Fatal(err)
 	}
 }
