@@ -11,6 +11,10 @@ import (
 // channelNames are the five kernel channels in connection-file order.
 var channelNames = [5]string{"shell", "iopub", "stdin", "control", "hb"}
 
+// forwarder accepts local connections for one channel and relays each one to
+// the remote kernel as a relayStream. Its listener lives as long as the
+// launcher, across reconnects and restarts, so clients never see the local
+// port change.
 type forwarder struct {
 	channel string
 	ln      net.Listener
@@ -18,11 +22,11 @@ type forwarder struct {
 	ready   func(ctx context.Context) error // waits for a live SSH connection
 	log     *slog.Logger
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	live  int           // streams running, even after close
-	idle  chan struct{} // closed when live drops to 0 (see drained)
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // one per running stream, until it ends
+	closed bool
+	idle   chan struct{} // closed when conns empties (see drained)
+	wg     sync.WaitGroup
 }
 
 func listenLocal(ip string, port int) (net.Listener, error) {
@@ -80,11 +84,10 @@ func (f *forwarder) pipe(ctx context.Context, lc net.Conn) {
 func (f *forwarder) track(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.conns == nil {
+	if f.closed {
 		return false
 	}
 	f.conns[c] = struct{}{}
-	f.live++
 	return true
 }
 
@@ -92,8 +95,7 @@ func (f *forwarder) untrack(c net.Conn) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.conns, c)
-	f.live--
-	if f.live == 0 && f.idle != nil {
+	if len(f.conns) == 0 && f.idle != nil {
 		close(f.idle)
 		f.idle = nil
 	}
@@ -104,7 +106,7 @@ func (f *forwarder) drained() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ch := make(chan struct{})
-	if f.live == 0 {
+	if len(f.conns) == 0 {
 		close(ch)
 	} else {
 		f.idle = ch
@@ -126,10 +128,10 @@ func (f *forwarder) drop() {
 func (f *forwarder) close() {
 	f.ln.Close()
 	f.mu.Lock()
+	f.closed = true
 	for c := range f.conns {
 		c.Close()
 	}
-	f.conns = nil
 	f.mu.Unlock()
 }
 

@@ -345,10 +345,7 @@ func (k *kernel) openRelay(ctx context.Context) (net.Conn, <-chan struct{}, erro
 		return nil, nil, err
 	}
 	conn, err := k.dialControl(ctx, c, r)
-	if err != nil {
-		return nil, c.Done(), err
-	}
-	return conn, c.Done(), nil
+	return conn, c.Done(), err
 }
 
 // waitReady is the readiness test Jupyter itself would apply: a

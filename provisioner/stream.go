@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -35,7 +36,7 @@ type relayStream struct {
 	lc      net.Conn
 	channel string
 	open    openFunc
-	log     interface{ Debug(string, ...any) }
+	log     *slog.Logger
 
 	mu   sync.Mutex
 	more *sync.Cond // buf shrank, or the stream ended
@@ -49,7 +50,7 @@ type relayStream struct {
 	wbuf []byte
 }
 
-func newRelayStream(lc net.Conn, channel string, open openFunc, log interface{ Debug(string, ...any) }) *relayStream {
+func newRelayStream(lc net.Conn, channel string, open openFunc, log *slog.Logger) *relayStream {
 	s := &relayStream{lc: lc, channel: channel, open: open, log: log}
 	s.more = sync.NewCond(&s.mu)
 	return s

@@ -368,17 +368,9 @@ func TestStreamEndsWhileDetached(t *testing.T) {
 	r.cut()
 	r.lose()
 	c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		f.mu.Lock()
-		n := len(f.conns)
-		f.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("stream still running 10 s after its client left during an outage")
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-f.drained():
+	case <-time.After(10 * time.Second):
+		t.Fatal("stream still running 10 s after its client left during an outage")
 	}
 }

@@ -513,13 +513,18 @@ def frame_header(kind, n):
 TRIM_AFTER = 1 << 20  # a dropped buffer this big schedules a malloc_trim
 
 
-def trim_memory():
+def libc_call(name, *args):
+    """Call a C library function where it exists (glibc's malloc tuning); elsewhere do nothing."""
     try:
         import ctypes
 
-        ctypes.CDLL(None).malloc_trim(0)
+        getattr(ctypes.CDLL(None), name)(*args)
     except Exception:
         pass
+
+
+def trim_memory():
+    libc_call("malloc_trim", 0)
 
 
 def tune_malloc():
@@ -532,13 +537,7 @@ def tune_malloc():
     ones come from a heap that never shrinks (24 MB idle after 100 MB of
     output, against 16): a fixed threshold keeps big buffers mapped apart and
     unmapped when freed."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, 128 << 10)  # M_MMAP_THRESHOLD
-    except Exception:
-        pass
+    libc_call("mallopt", -3, 128 << 10)  # M_MMAP_THRESHOLD
     trim_memory()
 
 
