@@ -28,6 +28,9 @@ type options struct {
 	existing    string // --existing: persistence file name, path or glob
 	leave       bool
 	verbose     int // count of -v
+	// kernelArgs follow our own flags (see splitKernelArgs); they are
+	// appended to the remote kernel's argv.
+	kernelArgs []string
 }
 
 // deps are the launcher's ties to the outside world, replaced in tests.
@@ -81,11 +84,12 @@ func usagef(format string, a ...any) error {
 func mainWith(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer, d deps) int {
 	var o options
 	var version bool
+	args, o.kernelArgs = splitKernelArgs(args)
 	ran := false
 	cmd := &cli.Command{
 		Name:                   "gopyk-kernel",
 		Usage:                  "run a Jupyter kernel on a remote machine over SSH (started by a gopyk kernel spec, or by hand)",
-		UsageText:              "gopyk-kernel --kernel NAME [--connection-file F] [--persistent | --persistent-file F] [--leave] [-v...]\ngopyk-kernel [--kernel NAME] --existing F [-v...]",
+		UsageText:              "gopyk-kernel --kernel NAME [--connection-file F] [--persistent | --persistent-file F] [--leave] [-v...] [[--] KERNEL ARGS...]\ngopyk-kernel [--kernel NAME] --existing F [-v...]",
 		UseShortOptionHandling: true,
 		HideHelpCommand:        true,
 		Writer:                 stdout,

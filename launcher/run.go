@@ -147,6 +147,10 @@ func (l *launcher) start() error {
 		Persistent:  l.persistent,
 		Log:         l.log,
 		Interactive: l.tty,
+		KernelArgs:  l.o.kernelArgs,
+	}
+	if prev != nil && len(l.o.kernelArgs) > 0 {
+		l.log.Warn("re-attaching keeps the running kernel's arguments; ignored", "kernel_args", strings.Join(l.o.kernelArgs, " "))
 	}
 	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(l.disp.workCtx, l.launchDeadline())

@@ -20,6 +20,10 @@ type Config struct {
 	Persistent  bool         // the remote kernel outlives this launcher
 	Log         *slog.Logger // nil = discard
 	Interactive bool         // a TTY is attached: ssh may prompt for passphrases
+	// KernelArgs are appended to the remote kernel's argv (what Jupyter's
+	// start_kernel(extra_arguments) appended to ours); sent as a JSON list,
+	// never through a shell.
+	KernelArgs []string
 	// GiveUpAfter is how long a lost connection is retried before the kernel
 	// is given up (Done, with the last dial error); 0 means 12 hours, long
 	// enough for a laptop's lid to stay shut overnight.

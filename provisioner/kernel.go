@@ -117,6 +117,7 @@ func (k *kernel) params(action string) remote.Params {
 		Launcher:        g.Launcher,
 		LauncherArgs:    g.LauncherArgs,
 		QueueTimeout:    k.timeout(g.QueueTimeout, kernelspec.DefaultQueueTimeout),
+		KernelArgs:      k.cfg.KernelArgs,
 		Progress:        func(msg string) { k.log.Info(msg, "spec", k.cfg.SpecName) },
 	}
 }

@@ -13,6 +13,7 @@ PKGS=(
   iproute2 nftables procps netcat-openbsd libnss-wrapper
   slurm-wlm munge
   tcsh zsh fish
+  python3-matplotlib
 )
 TEST_USER=${GOPYK_TEST_USER:-gpktest}
 

@@ -965,7 +965,7 @@ class Supervisor(object):
         """Start the kernel; on_ready(error_dict_or_None) once its sockets accept or it failed."""
         self.remove_ipc_files()
         self.write_connection_file()
-        self.argv = format_argv(self.spec["argv"], self.cf, self.spec.get("resource_dir"))
+        self.argv = format_argv(self.spec["argv"], self.cf, self.spec.get("resource_dir")) + self.p.get("kernel_args", [])
         extra = self.p.get("env") or {}
         env = kernel_env(self.spec.get("env") or {}, {k: str(v) for k, v in extra.items()})
         env["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel exits when we are gone
@@ -1619,7 +1619,7 @@ class SlurmSupervisor(Supervisor):
         except OSError:
             pass
         self.write_connection_file()
-        self.argv = format_argv(self.spec["argv"], self.cf, self.spec.get("resource_dir"))
+        self.argv = format_argv(self.spec["argv"], self.cf, self.spec.get("resource_dir")) + self.p.get("kernel_args", [])
         extra = self.p.get("env") or {}
         env = kernel_env(self.spec.get("env") or {}, {k: str(v) for k, v in extra.items()})
         env.pop("JPY_PARENT_PID", None)  # the supervisor is on another node
@@ -1833,6 +1833,10 @@ def launch(params, stdin):
     env = params.get("env") or {}
     if not isinstance(env, dict):
         raise Fail("bad_params", "env must be an object")
+    kargs = params.get("kernel_args") or []
+    if not isinstance(kargs, list) or not all(isinstance(a, str) for a in kargs):
+        raise Fail("bad_params", "kernel_args must be a list of strings")
+    params["kernel_args"] = kargs
     launcher = params.get("launcher") or "local"
     if launcher not in ("local", "slurm"):
         raise Fail("bad_params", "launcher must be local or slurm, not %r" % (launcher,))

@@ -65,6 +65,7 @@ type Params struct {
 	Launcher        string            // "" / "local": a child of the supervisor; "slurm": a batch job
 	LauncherArgs    string            // launcher slurm: sbatch options, split as sh would
 	QueueTimeout    time.Duration     // launcher slurm: how long the job may pend; 0 = 600 s
+	KernelArgs      []string          // appended to the kernel's argv (after {connection_file} is filled in)
 
 	Progress func(msg string) // called with each progress line of a launch (a queued job); may be nil (not sent)
 
@@ -91,6 +92,7 @@ type paramsJSON struct {
 	Launcher        string            `json:"launcher,omitempty"`
 	LauncherArgs    string            `json:"launcher_args,omitempty"`
 	QueueTimeout    *float64          `json:"queue_timeout,omitempty"`
+	KernelArgs      []string          `json:"kernel_args,omitempty"`
 }
 
 func seconds(d time.Duration) *float64 {
@@ -109,6 +111,7 @@ func (p Params) line() ([]byte, error) {
 		KillAfter: seconds(p.KillAfter),
 		Env:       p.Env, Cwd: p.Cwd, Tag: p.Tag, Target: p.Target,
 		Launcher: p.Launcher, LauncherArgs: p.LauncherArgs, QueueTimeout: seconds(p.QueueTimeout),
+		KernelArgs: p.KernelArgs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode launch parameters: %w", err)
