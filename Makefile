@@ -5,9 +5,11 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/gopyk/gopyk/manage.Version=$(VERSION) -X github.com/gopyk/gopyk/launcher.Version=$(VERSION)
 PKGS      := ./...
 FUZZTIME  ?= 5s
+FUZZRUNS  ?= 10000
+FUZZSEED  ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: all build setup test unit fuzz cross demo bench clean
+.PHONY: all build setup test unit fuzz fuzz-short cross demo bench clean
 
 all: build
 
@@ -22,27 +24,38 @@ test: setup
 	@echo "== gofmt"; out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@echo "== go vet"; $(GO) vet $(PKGS)
 	@echo "== go test -race"; $(GO) test -race -timeout 25m -count=1 $(PKGS)
-	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory cross
 
-# A short run of every fuzz target (the seeds also run in every `go test`).
-# A finding is written to the package's testdata/fuzz and fails the run; a
-# failure that wrote nothing is shown and the target is run once more.
+# Open-ended fuzzing, FUZZTIME of wall clock per target (the seeds and the
+# committed corpus also run in every `go test`). A finding is written to the
+# package's testdata/fuzz and fails the run; a failure that wrote nothing (Go's
+# coordinator can report its own -fuzztime deadline, or a worker "hung" on a
+# loaded machine) is shown and the target is run once more.
 fuzz:
 	@echo "== fuzz ($(FUZZTIME) each)"
-	@log=$$(mktemp); trap 'rm -f $$log' EXIT; \
+	@log=$$(mktemp); cache=$$(mktemp -d); trap 'rm -rf $$log $$cache' EXIT; \
 	for pkg in $$($(GO) list $(PKGS)); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
 	    echo "$$pkg $$f"; \
 	    dir=$$($(GO) list -f '{{.Dir}}' $$pkg)/testdata/fuzz/$$f; \
 	    before=$$(ls $$dir 2>/dev/null | wc -l); \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 && continue; \
+	    $(FUZZENV) $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg $(FUZZARGS) >$$log 2>&1 && continue; \
 	    tail -40 $$log; \
 	    [ "$$(ls $$dir 2>/dev/null | wc -l)" = "$$before" ] || { echo "fuzz: $$f found a failing input in $$dir"; exit 1; }; \
 	    echo "fuzz: $$f failed without a finding; once more"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || { tail -40 $$log; exit 1; }; \
+	    $(FUZZENV) $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg $(FUZZARGS) >$$log 2>&1 || { tail -40 $$log; exit 1; }; \
 	  done; \
 	done
+
+# What `make test` runs: the committed corpus, then FUZZRUNS inputs per target
+# from a fixed mutator seed (GODEBUG=fuzzseed) in one worker. A count rather
+# than a duration, so no wall-clock deadline races the coordinator, and the
+# same inputs on every machine (a fresh cache corpus, not what earlier runs of
+# `make fuzz` left in GOCACHE).
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZRUNS)x FUZZFLAGS='-parallel 1' \
+	  FUZZENV='GODEBUG=fuzzseed=$(FUZZSEED)' FUZZARGS='-args -test.fuzzcachedir=$$$$cache'
 
 # The local side must compile everywhere users run Jupyter.
 cross:

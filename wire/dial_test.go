@@ -249,6 +249,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer k.cmd.Process.Signal(syscall.SIGCONT)
+	waitStopped(t, k.cmd.Process.Pid)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	if err := c.Heartbeat(ctx); err == nil {
