@@ -115,6 +115,19 @@ func (e *env) gopyk(args ...string) string {
 	return string(out)
 }
 
+// gopykCode runs gopyk and returns its combined output and exit status.
+func (e *env) gopykCode(args ...string) (string, int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := e.cmd(ctx, filepath.Join(binDir, "gopyk"), args...)
+	out, err := c.CombinedOutput()
+	if err != nil && c.ProcessState == nil {
+		e.t.Fatalf("gopyk %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out), c.ProcessState.ExitCode()
+}
+
 // proc is a process the test owns; it is killed (whole group) at cleanup.
 type proc struct {
 	cmd    *exec.Cmd

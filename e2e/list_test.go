@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -77,10 +78,20 @@ func TestListRemoteChecks(t *testing.T) {
 	add("k_refused", "refused")
 	add("k_silent", "silent")
 	e.gopyk("add", "--kernel-name", "k_nopython", "--ssh-host-alias", "good", "--ssh-config", cfgFile, "--remote-python", "/nonexistent/python3")
+	// A venv without ipykernel whose own kernel spec runs ipykernel_launcher:
+	// every other check passes, only the import fails.
+	venv := remoteVenv(t, s)
+	add("k_venv", "good", "--remote-python", venv+"/bin/python", "--remote-kernel-name", "gpkvenv")
 
 	t0 := time.Now()
-	out := e.gopyk("list", "-r")
+	out, code := e.gopykCode("list", "-r")
 	took := time.Since(t0)
+	if code != 1 {
+		t.Errorf("gopyk list -r with (x) lines exited %d, want 1", code)
+	}
+	if !strings.Contains(out, "gopyk: error: 7 kernel spec(s) with an (x): k_badkey, k_changed, k_nopython, k_nospec, k_refused, k_silent, k_venv;") {
+		t.Errorf("no verdict naming the failed specs:\n%s", out)
+	}
 	blocks := map[string]string{}
 	for _, b := range strings.Split(out, "----- SSH Kernel -----") {
 		if m := regexp.MustCompile(`(?m)^Name:\s+(\S+)`).FindStringSubmatch(b); m != nil {
@@ -97,6 +108,12 @@ func TestListRemoteChecks(t *testing.T) {
 	expect("k_good", `^Remote System:\s+\(i\) Linux `)
 	expect("k_good", `^Remote Python:\s+\(v\) /usr/bin/python3 \(Python 3\.`)
 	expect("k_good", `^Remote Kernel Name:\s+\(v\) python3 `)
+	expect("k_good", `^Remote Kernel Module:\s+\(v\) /usr/bin/python3 imports ipykernel_launcher$`)
+	expect("k_venv", `^Remote Kernel Name:\s+\(v\) gpkvenv `)
+	expect("k_venv", `^Remote Kernel Module:\s+\(x\) `+regexp.QuoteMeta(venv)+`/bin/python cannot import ipykernel_launcher: ModuleNotFoundError: No module named 'ipykernel_launcher'; install ipykernel for that python`)
+	if strings.Contains(blocks["k_good"], "(x)") {
+		t.Errorf("k_good has an (x):\n%s", blocks["k_good"])
+	}
 	expect("k_nospec", `^Remote Kernel Name:\s+\(x\) .*nosuchkernel.*fix: gopyk edit --kernel-name k_nospec --remote-kernel-name NAME with one of: .*python3`)
 	expect("k_nopython", `^Remote Python:\s+\(x\) .*/nonexistent/python3.*gopyk edit`)
 	expect("k_badkey", `^SSH Connection:\s+\(x\) .*other_key`)
@@ -106,4 +123,72 @@ func TestListRemoteChecks(t *testing.T) {
 	if took > 25*time.Second {
 		t.Errorf("gopyk list took %v: the checks must run in parallel under a deadline", took)
 	}
+
+	// --json carries the same verdict; a good spec alone passes with 0.
+	js, code := e.gopykCode("list", "-r", "--json")
+	var rep struct {
+		OK     bool
+		Failed []string
+	}
+	if err := json.Unmarshal([]byte(js[:strings.LastIndex(js, "}")+1]), &rep); err != nil || code != 1 || rep.OK || len(rep.Failed) != 7 {
+		t.Errorf("list --json: exit %d, ok %v, failed %v (%v), want 1, false and 7 specs", code, rep.OK, rep.Failed, err)
+	}
+	for _, k := range []string{"k_badkey", "k_changed", "k_nopython", "k_nospec", "k_refused", "k_silent", "k_venv"} {
+		e.gopyk("delete", "--force", k)
+	}
+	if out, code := e.gopykCode("list", "-r"); code != 0 {
+		t.Errorf("gopyk list with only good specs exited %d:\n%s", code, out)
+	}
+}
+
+// remoteVenv makes, on the test sshd's side (as its user), a venv without
+// pip or ipykernel holding a kernel spec "gpkvenv" that runs
+// ipykernel_launcher with the venv's python, as `python -m ipykernel install
+// --sys-prefix` would have written before ipykernel was uninstalled.
+func remoteVenv(t *testing.T, s *testbed.SSHD) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := s.Exec(ctx, `set -e; v=$HOME/gpk-venv; /usr/bin/python3 -m venv --without-pip "$v"; d="$v/share/jupyter/kernels/gpkvenv"; mkdir -p "$d"
+printf '{"argv": ["%s/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "venv", "language": "python"}' "$v" > "$d/kernel.json"; echo "$v"`)
+	if err != nil {
+		t.Fatalf("make a venv on the sshd side: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// A real launch from gopyk list: one cell, a shutdown, each step timed, and
+// nothing left on the remote side; a spec whose launch cannot work is not
+// launched and exits 1.
+func TestListLaunch(t *testing.T) {
+	e := newEnv(t)
+	out, code := e.gopykCode("list", "--launch", e.spec)
+	if code != 0 {
+		t.Fatalf("gopyk list --launch %s exited %d:\n%s", e.spec, code, out)
+	}
+	for _, re := range []string{
+		`(?m)^Launch Start:\s+\(v\) \d+\.\d{3} s: remote kernel started on \S+ `,
+		`(?m)^Launch Ready:\s+\(v\) \d+\.\d{3} s: kernel answered kernel_info`,
+		`(?m)^Launch Cell:\s+\(v\) \d+\.\d{3} s: ran one cell: \S+ \d+ /usr/bin/python3$`,
+		`(?m)^Launch Shutdown:\s+\(v\) \d+\.\d{3} s: remote kernel shut down$`,
+		`(?m)^Launch:\s+\(v\) launched, ran a cell and shut down in `,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("no line matching %q in:\n%s", re, out)
+		}
+	}
+	t.Logf("gopyk list --launch:\n%s", out)
+	if strings.Count(out, "----- SSH Kernel -----") != 1 {
+		t.Errorf("--launch lists other specs too:\n%s", out)
+	}
+	e.waitNoRemote(10 * time.Second)
+
+	venv := remoteVenv(t, e.sshd)
+	e.gopyk("add", "--kernel-name", "k_venv", "--ssh-host-alias", e.sshd.Alias, "--ssh-config", e.sshd.ConfigFile,
+		"--remote-python", venv+"/bin/python", "--remote-kernel-name", "gpkvenv")
+	out, code = e.gopykCode("list", "--launch", "k_venv")
+	if code != 1 || !regexp.MustCompile(`(?m)^Launch:\s+\(\?\) not tried: fix the lines marked \(x\) first$`).MatchString(out) {
+		t.Errorf("--launch of a spec with an (x): exit %d, want 1 and no launch:\n%s", code, out)
+	}
+	e.waitNoRemote(10 * time.Second)
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/wsproxy"
 	"github.com/urfave/cli/v3"
 )
 
@@ -19,12 +21,15 @@ func (a *App) listCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "list",
 		Usage:     "list kernel specs and check the SSH ones",
-		UsageText: "gopyk list [-r|--remote] [-l|--local] [-n|--no-check] [--json]",
+		UsageText: "gopyk list [-r|--remote] [-l|--local] [-n|--no-check] [--launch NAME] [--json]",
+		Description: "Exits 1 when any line is an (x) (or a kernel.json cannot be read), 0 otherwise.\n" +
+			"--launch NAME checks only that spec, then launches it for real, runs one cell and shuts it down, timing each step.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "remote", Aliases: []string{"r"}, Usage: "show SSH kernels (default: both kinds)"},
 			&cli.BoolFlag{Name: "local", Aliases: []string{"l"}, Usage: "show local kernels (default: both kinds)"},
 			&cli.BoolFlag{Name: "no-check", Aliases: []string{"n"}, Usage: "do not contact the remote hosts (the local ssh config is still read)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON document"},
+			&cli.StringFlag{Name: "launch", Usage: "check only the SSH kernel spec `NAME`, then launch it, run one cell and shut it down"},
 		},
 		UseShortOptionHandling: true,
 		Action:                 a.runList,
@@ -42,7 +47,26 @@ func (a *App) runList(ctx context.Context, cmd *cli.Command) error {
 	a.log.Info("kernel spec search path", "dirs", kernelspec.Path())
 
 	specs, errs := kernelspec.All()
-	rep := listReport{Kernels: []kernelReport{}, Errors: []string{}}
+	launch := cmd.String("launch")
+	if launch != "" {
+		if cmd.Bool("no-check") {
+			return usagef("--launch and --no-check contradict each other; drop one")
+		}
+		var found *kernelspec.Spec
+		for _, s := range specs {
+			if strings.EqualFold(s.Name, launch) {
+				found = s
+			}
+		}
+		switch {
+		case found == nil:
+			return fmt.Errorf("--launch %s: no kernel spec of that name; 'gopyk list' shows them", launch)
+		case found.Gopyk == nil:
+			return fmt.Errorf("--launch %s: %s is not a gopyk (SSH) kernel spec", launch, found.File())
+		}
+		specs, errs, showLocal, showSSH = []*kernelspec.Spec{found}, nil, false, true
+	}
+	rep := listReport{Failed: []string{}, Kernels: []kernelReport{}, Errors: []string{}}
 	for _, err := range errs {
 		name := "NAME"
 		if se, ok := err.(*kernelspec.SpecError); ok {
@@ -80,18 +104,52 @@ func (a *App) runList(ctx context.Context, cmd *cli.Command) error {
 		}()
 	}
 	wg.Wait()
+	if launch != "" && len(reports) == 1 {
+		sr := reports[0].SSH
+		if reports[0].failed() {
+			sr.Launch = &Check{Label: "Launch", Status: StatusUnknown, Message: "not tried: fix the lines marked (x) first"}
+		} else {
+			c, steps := a.trialLaunch(ctx, ssh[0])
+			sr.Launch, sr.LaunchSteps = &c, steps
+		}
+	}
 	rep.Kernels = append(rep.Kernels, reports...)
+	rep.OK = len(rep.Errors) == 0
+	for _, k := range rep.Kernels {
+		if k.failed() {
+			rep.OK = false
+			rep.Failed = append(rep.Failed, k.Name)
+		}
+	}
 	if cmd.Bool("json") {
 		enc := json.NewEncoder(a.Stdout)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		for _, e := range rep.Errors {
+			a.warn("%s", e)
+		}
+		newPrinter(a.Stdout, useColor(a.Stdout)).print(rep)
 	}
-	for _, e := range rep.Errors {
-		a.warn("%s", e)
+	return rep.verdict()
+}
+
+// verdict is the error that makes `gopyk list` exit 1, or nil.
+func (rep listReport) verdict() error {
+	var parts []string
+	if n := len(rep.Failed); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d kernel spec(s) with an (x): %s; the lines marked (x) say what to fix", n, strings.Join(rep.Failed, ", ")))
 	}
-	newPrinter(a.Stdout, useColor(a.Stdout)).print(rep)
-	return nil
+	if n := len(rep.Errors); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d kernel.json file(s) cannot be read (see the warnings)", n))
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // useColor: only on a terminal, and never when NO_COLOR is set (no-color.org).
@@ -196,8 +254,23 @@ func hostChecks(h *sshconf.Settings, jump bool) hostReport {
 	add := func(key string, st Status, msg string) {
 		hr.Checks = append(hr.Checks, Check{Key: key, Status: st, Message: msg})
 	}
-	add("hostname", StatusInfo, h.HostName)
-	add("port", StatusInfo, fmt.Sprint(h.Port))
+	ws, isWS := wsproxy.ParseCommand(h.ProxyCommand)
+	if isWS {
+		// The WebSocket is the way in: HostName and Port are not dialled.
+		// The URL's query may hold a token: the command is not shown.
+		hr.WebSocket, hr.ProxyCommand = wsproxy.Redacted(ws.URL), ""
+		add("websocket", StatusInfo, wsDescription(ws))
+		for _, f := range ws.Files() {
+			if err := wsproxy.CheckSecretFile(f[1], f[0]); err != nil {
+				add("credentials", StatusError, err.Error())
+			} else if !isFile(f[1]) {
+				add("credentials", StatusError, f[0]+" "+f[1]+" does not exist; fix the ProxyCommand of "+h.Alias+" in your ssh config")
+			}
+		}
+	} else {
+		add("hostname", StatusInfo, h.HostName)
+		add("port", StatusInfo, fmt.Sprint(h.Port))
+	}
 	add("user", StatusInfo, h.User)
 
 	var existing []string
@@ -221,7 +294,7 @@ func hostChecks(h *sshconf.Settings, jump bool) hostReport {
 	if h.ProxyJump != "" {
 		add("proxyjump", StatusInfo, h.ProxyJump)
 	}
-	if h.ProxyCommand != "" {
+	if h.ProxyCommand != "" && !isWS {
 		add("proxycommand", StatusInfo, h.ProxyCommand)
 	}
 	for _, k := range []string{"controlmaster", "controlpersist", "controlpath"} {
@@ -266,4 +339,22 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// wsDescription is how a `gopyk ws-proxy` host is reached, for a person:
+// "via wss://hub/user/alice/sshd/ (token from ~/.hub-token)".
+func wsDescription(o wsproxy.Options) string {
+	var from []string
+	for _, c := range []struct{ what, v string }{
+		{"token from ", o.TokenFile}, {"token from $", o.TokenEnv},
+		{"cookie from ", o.CookieFile}, {"headers from ", o.HeaderFile},
+	} {
+		if c.v != "" {
+			from = append(from, c.what+c.v)
+		}
+	}
+	if len(from) == 0 {
+		from = []string{"no credentials"}
+	}
+	return "via " + wsproxy.Redacted(o.URL) + " (" + strings.Join(from, ", ") + ")"
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/wsproxy"
 )
 
 // remoteCheckTimeout bounds the remote checks of one spec: `gopyk list` never hangs
@@ -73,6 +74,9 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 	}
 	conn := Check{Label: "SSH Connection", Status: StatusOK,
 		Message: fmt.Sprintf("%s@%s:%d (%v)", t.User, t.HostName, t.Port, hc.took.Round(time.Millisecond))}
+	if ws, ok := wsproxy.ParseCommand(t.ProxyCommand); ok {
+		conn.Message = fmt.Sprintf("%s %s (%v)", t.User, wsDescription(ws), hc.took.Round(time.Millisecond))
+	}
 
 	sess, err := hc.c.NewSession()
 	if err != nil {
@@ -117,6 +121,9 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 		Check{Label: "Remote Kernel Name", Status: StatusOK, Message: fmt.Sprintf("%s (%s)", r.KernelName, r.SpecDir)},
 		Check{Label: "Remote Interrupt Mode", Status: StatusInfo, Message: mode},
 		Check{Label: "Remote Command", Status: StatusInfo, Message: strings.Join(r.Argv, " ")})
+	if c, ok := importCheck(ctx, hc.c, g, r.Argv); ok {
+		checks = append(checks, c)
+	}
 	return checks
 }
 

@@ -124,6 +124,12 @@ func (p *printer) ssh(k kernelReport) {
 	for _, c := range s.Remote {
 		p.check(c.Label, c)
 	}
+	for _, st := range s.LaunchSteps {
+		p.check("Launch "+strings.ToUpper(st.Step[:1])+st.Step[1:], Check{Status: st.Status, Message: fmt.Sprintf("%.3f s: %s", st.Seconds, st.Message)})
+	}
+	if s.Launch != nil {
+		p.check("Launch", *s.Launch)
+	}
 	p.line("Launch Timeout", strconv.Itoa(s.LaunchTimeout)+" s")
 	p.line("Shutdown Timeout", strconv.Itoa(s.ShutdownTimeout)+" s")
 	if s.QueueTimeout > 0 {

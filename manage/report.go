@@ -45,6 +45,10 @@ func unknownRemote(why string) []Check {
 
 // listReport is everything `gopyk list` shows; --json prints it as is.
 type listReport struct {
+	// OK is the verdict, and the exit status: false (exit 1) when a spec
+	// has an (x) line or a kernel.json could not be read.
+	OK      bool           `json:"ok"`
+	Failed  []string       `json:"failed"` // names of the specs with an (x)
 	Kernels []kernelReport `json:"kernels"`
 	Errors  []string       `json:"errors"` // specs that could not be read
 }
@@ -69,6 +73,8 @@ type sshReport struct {
 	Route            []hostReport     `json:"route"` // dial order: jump hosts first, the target last
 	RouteError       *Check           `json:"route_error,omitempty"`
 	Remote           []Check          `json:"remote"`
+	Launch           *Check           `json:"launch,omitempty"` // --launch: how the real launch went
+	LaunchSteps      []launchStep     `json:"launch_steps,omitempty"`
 	Launcher         string           `json:"launcher"` // local or slurm
 	LaunchTimeout    int              `json:"launch_timeout"`
 	QueueTimeout     int              `json:"queue_timeout,omitempty"` // launcher slurm
@@ -86,5 +92,29 @@ type hostReport struct {
 	IdentityFiles []string `json:"identity_files"`
 	ProxyJump     string   `json:"proxy_jump,omitempty"`
 	ProxyCommand  string   `json:"proxy_command,omitempty"`
+	WebSocket     string   `json:"websocket,omitempty"` // the URL (query hidden) when ProxyCommand is gopyk ws-proxy
 	Checks        []Check  `json:"checks"`
+}
+
+// failed reports whether any line of k is an (x).
+func (k kernelReport) failed() bool {
+	if k.SSH == nil {
+		return false
+	}
+	s := k.SSH
+	all := append([]Check{s.InterruptMode}, s.Remote...)
+	for _, c := range []*Check{s.SSHConfig, s.RouteError, s.Launch} {
+		if c != nil {
+			all = append(all, *c)
+		}
+	}
+	for _, h := range s.Route {
+		all = append(all, h.Checks...)
+	}
+	for _, c := range all {
+		if c.Status == StatusError {
+			return true
+		}
+	}
+	return false
 }

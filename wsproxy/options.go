@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -127,11 +128,42 @@ func (o *Options) header() (http.Header, error) {
 }
 
 func readSecret(path, flag string) ([]byte, error) {
+	if err := CheckSecretFile(path, flag); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w; check the file name", flag, err)
 	}
 	return b, nil
+}
+
+// CheckSecretFile refuses a credential file that users other than its owner
+// can read, as ssh refuses such a key file: the token in it is as good as a
+// password. A missing file is left to the read, which names it.
+func CheckSecretFile(path, flag string) error {
+	if runtime.GOOS == "windows" { // no Unix mode bits to speak of
+		return nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s %s can be read by other users (mode %04o); restrict it with 'chmod 600 %s'", flag, path, perm, path)
+	}
+	return nil
+}
+
+// Files lists the credential files o names with the flag each is given by.
+func (o *Options) Files() [][2]string {
+	var out [][2]string
+	for _, c := range [][2]string{{"--token-file", o.TokenFile}, {"--cookie-file", o.CookieFile}, {"--header-file", o.HeaderFile}} {
+		if c[1] != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // credentialHint says which credentials were sent, for a 401/403 message.
