@@ -99,6 +99,10 @@ func runCell(ctx context.Context, ci wire.ConnInfo) (string, error) {
 		return "", fmt.Errorf("connect a client to the local forwards: %w", err)
 	}
 	defer c.Close()
+	// Until iopub delivers, the cell's output could be lost (ZeroMQ's late joiner).
+	if err := c.WaitReady(ctx); err != nil {
+		return "", fmt.Errorf("wait for the kernel through the local forwards: %w", err)
+	}
 	r, err := c.Execute(ctx, launchCell)
 	if err != nil {
 		return "", fmt.Errorf("execute: %w", err)
