@@ -17,7 +17,17 @@ type Gopyk struct {
 	Grace            int    `json:"grace,omitempty"`             // seconds a kernel waits for a lost launcher; 0 = DefaultGrace
 	ReconnectTimeout int    `json:"reconnect_timeout,omitempty"` // seconds a lost connection is retried; 0 = DefaultReconnectTimeout
 	QueueTimeout     int    `json:"queue_timeout,omitempty"`     // launcher slurm: seconds a job may pend; 0 = DefaultQueueTimeout
+	Streams          string `json:"streams,omitempty"`           // how streams reach the supervisor: "" / StreamsAuto, StreamsForward, StreamsSession
 }
+
+// Streams values: SSH forwarding to the supervisor's unix socket, one exec
+// session carrying every stream (for servers that refuse forwarding), or
+// the forward with the session when the server refuses it.
+const (
+	StreamsAuto    = "auto"
+	StreamsForward = "forward"
+	StreamsSession = "session"
+)
 
 const (
 	DefaultLaunchTimeout   = 60  // seconds

@@ -30,6 +30,7 @@ const (
 	flagQueueTO      = "queue-timeout"
 	flagGrace        = "grace"
 	flagReconnectTO  = "reconnect-timeout"
+	flagStreams      = "streams"
 )
 
 // fieldFlags are the flags; add shows its defaults, edit has none (an edit
@@ -57,6 +58,7 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.IntFlag{Name: flagQueueTO, HideDefault: true, Usage: "`SECONDS` a Slurm job may wait in the queue before it is cancelled" + def(fmt.Sprint(kernelspec.DefaultQueueTimeout))},
 		&cli.IntFlag{Name: flagGrace, HideDefault: true, Usage: "`SECONDS` the remote kernel waits for a gopyk-kernel that lost its connection or was killed, before it shuts down (not persistent kernels)" + def(fmt.Sprint(kernelspec.DefaultGrace))},
 		&cli.IntFlag{Name: flagReconnectTO, HideDefault: true, Usage: "`SECONDS` gopyk-kernel keeps reconnecting after the network drops before it gives up and exits" + def(fmt.Sprint(kernelspec.DefaultReconnectTimeout))},
+		&cli.StringFlag{Name: flagStreams, Usage: "`HOW` the kernel's streams reach the remote: forward (SSH forwarding to a unix socket), session (one exec session carries them all, for servers that refuse forwarding) or auto (forward, else session)" + def("auto")},
 	}
 }
 
@@ -205,6 +207,12 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 			return err
 		}
 	}
+	if cmd.IsSet(flagStreams) {
+		g.Streams = cmd.String(flagStreams)
+		if g.Streams != kernelspec.StreamsAuto && g.Streams != kernelspec.StreamsForward && g.Streams != kernelspec.StreamsSession {
+			return fmt.Errorf("--streams %q: use forward, session or auto", g.Streams)
+		}
+	}
 	for _, f := range []struct {
 		flag string
 		to   *int
@@ -238,6 +246,7 @@ var unsettable = map[string]struct {
 	"queue_timeout":     {flagQueueTO, func(g *kernelspec.Gopyk) { g.QueueTimeout = 0 }},
 	"grace":             {flagGrace, func(g *kernelspec.Gopyk) { g.Grace = 0 }},
 	"reconnect_timeout": {flagReconnectTO, func(g *kernelspec.Gopyk) { g.ReconnectTimeout = 0 }},
+	"streams":           {flagStreams, func(g *kernelspec.Gopyk) { g.Streams = "" }},
 }
 
-const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout"
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams"

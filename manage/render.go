@@ -141,6 +141,9 @@ func (p *printer) ssh(k kernelReport) {
 	if s.Settings.ReconnectTimeout > 0 {
 		p.line("Reconnect Timeout", strconv.Itoa(s.ReconnectTimeout)+" s")
 	}
+	if s.Settings.Streams != "" {
+		p.line("Streams", s.Settings.Streams)
+	}
 }
 
 func (p *printer) host(h hostReport, suffix string) {

@@ -44,11 +44,15 @@ type kernel struct {
 
 	mu     sync.Mutex
 	conn   *sshconf.Client // nil while reconnecting
+	link   Link            // the path to the supervisor over conn
 	up     chan struct{}   // closed while conn is usable
 	reply  *remote.Reply   // what the supervisor said last: channels, run dir
 	lease  *remote.Lease
 	busy   bool // a restart or shutdown we started: kernel exits are expected
 	closed bool
+	// refused: the server refused forwarding on an earlier connection, so
+	// (streams auto) later ones go straight to the session path.
+	refused bool
 
 	done     chan struct{}
 	doneErr  error
@@ -70,6 +74,11 @@ func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
 	g := cfg.Gopyk
 	if g.SSHHostAlias == "" {
 		return nil, fmt.Errorf("spec %s has no ssh_host_alias; fix it with gopyk edit --kernel-name %s --ssh-host-alias HOST", cfg.SpecName, cfg.SpecName)
+	}
+	switch g.Streams {
+	case "", kernelspec.StreamsAuto, kernelspec.StreamsForward, kernelspec.StreamsSession:
+	default:
+		return nil, fmt.Errorf("spec %s has streams %q; fix it with gopyk edit --kernel-name %s --streams auto (or forward, session)", cfg.SpecName, g.Streams, cfg.SpecName)
 	}
 	route, err := sshconf.Resolve(ctx, g.SSHHostAlias, sshconf.Options{ConfigFile: g.SSHConfig})
 	if err != nil {
@@ -199,14 +208,14 @@ func (e *launchTimeoutError) Unwrap() error { return e.err }
 // start dials, runs the launcher (launch or attach), takes a lease, starts
 // forwarding and waits until the kernel answers through the forwards.
 func (k *kernel) start(ctx context.Context, p remote.Params) error {
-	c, reply, lease, err := k.connect(ctx, p, k.cfg.Interactive)
+	c, link, reply, lease, err := k.connect(ctx, p, k.cfg.Interactive)
 	if err != nil {
 		return err
 	}
 	k.mu.Lock()
 	k.reply = reply
 	k.mu.Unlock()
-	k.setUp(c, lease)
+	k.setUp(c, link, lease)
 	for _, f := range k.fwd {
 		f := f
 		k.wg.Add(1)
@@ -215,26 +224,96 @@ func (k *kernel) start(ctx context.Context, p remote.Params) error {
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.monitor() }()
 	k.log.Info("remote kernel started", "host", k.cfg.Gopyk.SSHHostAlias, "remote_host", reply.Hostname,
-		"kernel_pid", reply.KernelPID, "transport", reply.Transport)
+		"kernel_pid", reply.KernelPID, "transport", reply.Transport, "streams", link.Kind())
 	return k.waitReady(ctx)
 }
 
-// connect dials, runs the launcher (p.Action) in an exec session and takes a
-// lease: all that a working connection to the supervisor needs.
-func (k *kernel) connect(ctx context.Context, p remote.Params, interactive bool) (*sshconf.Client, *remote.Reply, *remote.Lease, error) {
+// connect dials, runs the launcher (p.Action) in an exec session, opens a
+// link to the supervisor and takes a lease: all that a working connection
+// to the supervisor needs. A launch that fails after the supervisor started
+// stops it.
+func (k *kernel) connect(ctx context.Context, p remote.Params, interactive bool) (*sshconf.Client, Link, *remote.Reply, *remote.Lease, error) {
 	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: interactive, Log: k.log})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	r, err := k.exec(ctx, c, p)
-	if err == nil {
-		var l *remote.Lease
-		if l, err = k.takeLease(ctx, c, r); err == nil {
-			return c, r, l, nil
+	if err != nil {
+		c.Close()
+		return nil, nil, nil, nil, err
+	}
+	link, l, err := k.openLink(ctx, c, r)
+	if err != nil {
+		if p.Action == remote.ActionLaunch {
+			// Nobody will ever hold a lease on it: stop it now rather than
+			// after its grace period.
+			k.stopOverExec(c, r)
+		}
+		c.Close()
+		return nil, nil, nil, nil, err
+	}
+	return c, link, r, l, nil
+}
+
+// openLink opens the path to the supervisor the spec asks for (streams),
+// and takes a lease through it. Auto tries the forward first; when the
+// server refuses it, one exec session carries everything instead.
+func (k *kernel) openLink(ctx context.Context, c *sshconf.Client, r *remote.Reply) (Link, *remote.Lease, error) {
+	g := k.cfg.Gopyk
+	k.mu.Lock()
+	refused := k.refused
+	k.mu.Unlock()
+	fellBack := false
+	if g.Streams != kernelspec.StreamsSession && !(refused && g.Streams != kernelspec.StreamsForward) {
+		fl := ForwardLink(c)
+		l, err := k.takeLease(ctx, fl, r)
+		if err == nil {
+			return fl, l, nil
+		}
+		if !forwardRefused(err) || ctx.Err() != nil {
+			return nil, nil, err
+		}
+		if g.Streams == kernelspec.StreamsForward {
+			return nil, nil, refusedError(g.SSHHostAlias, k.cfg.SpecName, err)
+		}
+		// The socket was there a moment ago (the launcher just answered):
+		// the server refused. The session path confirms it, or says gone.
+		fellBack = true
+	}
+	sl, err := openSessionLink(ctx, c, remote.Params{Python: g.RemotePython, Pre: g.RemotePre})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", g.SSHHostAlias, err)
+	}
+	l, err := k.takeLease(ctx, sl, r)
+	if err != nil {
+		sl.Close()
+		return nil, nil, err
+	}
+	if fellBack {
+		k.mu.Lock()
+		first := !k.refused
+		k.refused = true
+		k.mu.Unlock()
+		if first {
+			k.log.Info("the server refuses forwarding to unix sockets: one exec session carries every stream", "host", g.SSHHostAlias)
 		}
 	}
-	c.Close()
-	return nil, nil, nil, err
+	return sl, l, nil
+}
+
+// stopOverExec stops the supervisor of r through a control action in a new
+// exec session on c: the path that works when no link does.
+func (k *kernel) stopOverExec(c *sshconf.Client, r *remote.Reply) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	g := k.cfg.Gopyk
+	p := remote.Params{Action: remote.ActionControl, RunDir: r.RunDir, Python: g.RemotePython, Pre: g.RemotePre,
+		Request: map[string]any{"op": "shutdown", "timeout": 0}}
+	if _, err := k.exec(ctx, c, p); err != nil && !errors.Is(err, remote.ErrGone) {
+		k.log.Warn("could not stop the remote kernel of a failed launch", "run_dir", r.RunDir, "err", err)
+		return
+	}
+	k.log.Debug("stopped the remote kernel of a failed launch", "run_dir", r.RunDir)
 }
 
 // exec runs the remote launcher in one exec session. Starting an exec session
@@ -269,8 +348,8 @@ func (s killOnClose) Close() error {
 // without a FIN, so its grace period starts.
 const leasePing = 10 * time.Second
 
-func (k *kernel) takeLease(ctx context.Context, c *sshconf.Client, r *remote.Reply) (*remote.Lease, error) {
-	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) { return k.dialControl(ctx, c, r) })
+func (k *kernel) takeLease(ctx context.Context, link Link, r *remote.Reply) (*remote.Lease, error) {
+	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) { return k.dialControl(ctx, link, r) })
 	lease, err := ctl.Lease(ctx, leasePing)
 	if err != nil {
 		return nil, fmt.Errorf("take a lease on the remote kernel: %w", err)
@@ -278,49 +357,40 @@ func (k *kernel) takeLease(ctx context.Context, c *sshconf.Client, r *remote.Rep
 	return lease, nil
 }
 
-func (k *kernel) dialControl(ctx context.Context, c *sshconf.Client, r *remote.Reply) (net.Conn, error) {
-	conn, err := c.DialContext(ctx, "unix", r.Control)
+func (k *kernel) dialControl(ctx context.Context, link Link, r *remote.Reply) (net.Conn, error) {
+	conn, err := link.DialStream(ctx, r.Control)
 	if err != nil {
-		return nil, fmt.Errorf("reach the supervisor's control socket %s on %s: %w%s", r.Control, k.cfg.Gopyk.SSHHostAlias, err, forwardHint(err))
+		return nil, fmt.Errorf("reach the supervisor's control socket %s on %s (%s): %w", r.Control, k.cfg.Gopyk.SSHHostAlias, link.Kind(), err)
 	}
 	return conn, nil
 }
 
-// forwardHint turns sshd's refusal to forward into the fix.
-func forwardHint(err error) string {
-	var oe interface{ Error() string }
-	if errors.As(err, &oe) && containsFold(err.Error(), "administratively prohibited") {
-		return "; the server forbids forwarding to unix sockets, which gopyk needs to reach its supervisor: ask for AllowStreamLocalForwarding yes in its sshd_config"
-	}
-	return ""
-}
-
-func (k *kernel) setUp(c *sshconf.Client, l *remote.Lease) {
+func (k *kernel) setUp(c *sshconf.Client, link Link, l *remote.Lease) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.conn, k.lease = c, l
+	k.conn, k.link, k.lease = c, link, l
 	close(k.up)
 }
 
-func (k *kernel) setDown() (*sshconf.Client, *remote.Lease) {
+func (k *kernel) setDown() (*sshconf.Client, Link, *remote.Lease) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	c, l := k.conn, k.lease
+	c, link, l := k.conn, k.link, k.lease
 	if c != nil {
-		k.conn, k.lease = nil, nil
+		k.conn, k.link, k.lease = nil, nil, nil
 		k.up = make(chan struct{})
 	}
-	return c, l
+	return c, link, l
 }
 
-// client returns the live SSH connection, waiting while it is being restored.
-func (k *kernel) client(ctx context.Context) (*sshconf.Client, *remote.Reply, error) {
+// client returns the live link to the supervisor, waiting while it is being restored.
+func (k *kernel) client(ctx context.Context) (Link, *remote.Reply, error) {
 	for {
 		k.mu.Lock()
-		c, r, up := k.conn, k.reply, k.up
+		link, r, up := k.link, k.reply, k.up
 		k.mu.Unlock()
-		if c != nil {
-			return c, r, nil
+		if link != nil {
+			return link, r, nil
 		}
 		select {
 		case <-up:
@@ -341,12 +411,12 @@ func (k *kernel) waitUp(ctx context.Context) error {
 // openRelay opens a control connection for a relayed stream over the live
 // SSH connection, waiting while it is being restored.
 func (k *kernel) openRelay(ctx context.Context) (net.Conn, <-chan struct{}, error) {
-	c, r, err := k.client(ctx)
+	link, r, err := k.client(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := k.dialControl(ctx, c, r)
-	return conn, c.Done(), err
+	conn, err := k.dialControl(ctx, link, r)
+	return conn, link.Done(), err
 }
 
 // waitReady is the readiness test Jupyter itself would apply: a
@@ -376,7 +446,7 @@ func (k *kernel) waitReady(ctx context.Context) error {
 func (k *kernel) monitor() {
 	for {
 		k.mu.Lock()
-		c, l := k.conn, k.lease
+		c, link, l := k.conn, k.link, k.lease
 		k.mu.Unlock()
 		if c == nil {
 			return
@@ -397,6 +467,7 @@ func (k *kernel) monitor() {
 				return
 			}
 		case <-c.Done():
+		case <-link.Done():
 		}
 		if k.ctx.Err() != nil {
 			return
@@ -430,10 +501,13 @@ func (k *kernel) event(ev remote.Event) {
 // reconnect restores the SSH connection and the lease after a loss. It
 // returns false when the kernel is finished.
 func (k *kernel) reconnect(old *sshconf.Client) bool {
-	_, l := k.setDown()
+	_, link, l := k.setDown()
 	// The old connection first: closing a channel of a stalled connection
 	// writes to it and could block on a full send buffer.
 	old.Close()
+	if link != nil {
+		link.Close()
+	}
 	if l != nil {
 		l.Close()
 	}
@@ -505,25 +579,25 @@ func (k *kernel) redial() error {
 	k.mu.Unlock()
 	// Never interactive: a prompt here would fight the Ctrl+D menu for the
 	// terminal, and nobody may be watching it.
-	c, r, l, err := k.connect(ctx, p, false)
+	c, link, r, l, err := k.connect(ctx, p, false)
 	if err != nil {
 		return err
 	}
 	k.mu.Lock()
 	k.reply = r
 	k.mu.Unlock()
-	k.setUp(c, l)
+	k.setUp(c, link, l)
 	return nil
 }
 
 // control reaches the supervisor over whatever connection is live.
 func (k *kernel) control() *remote.Control {
 	return remote.NewControl(func(ctx context.Context) (net.Conn, error) {
-		c, r, err := k.client(ctx)
+		link, r, err := k.client(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return k.dialControl(ctx, c, r)
+		return k.dialControl(ctx, link, r)
 	})
 }
 
@@ -642,12 +716,14 @@ func (k *kernel) close(ctx context.Context) error {
 // abort undoes a launch that failed after the remote kernel started.
 func (k *kernel) abort() {
 	k.mu.Lock()
-	started := k.reply != nil && k.conn != nil
+	c, r := k.conn, k.reply
 	k.mu.Unlock()
-	if started {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if r != nil && c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		k.control().Shutdown(ctx, 0)
+		if _, err := k.control().Shutdown(ctx, 0); err != nil && !errors.Is(err, remote.ErrGone) {
+			k.stopOverExec(c, r)
+		}
 	}
 	k.teardown()
 }
@@ -672,8 +748,13 @@ func (k *kernel) teardown() {
 	}
 	cancel()
 	k.cancel()
-	c, l := k.setDown()
-	// The connection before the lease: see reconnect.
+	c, link, l := k.setDown()
+	// A session link first, so the streams' last frames go out (it waits
+	// for that at most 2 s); then the connection before the lease: see
+	// reconnect.
+	if link != nil {
+		link.Close()
+	}
 	if c != nil {
 		c.Close()
 	}

@@ -48,9 +48,11 @@ type bed struct {
 	cfg  Config
 }
 
-func newBed(t *testing.T) *bed {
+func newBed(t *testing.T) *bed { t.Helper(); return newBedWith(t, testbed.Options{IsolateHome: true}) }
+
+func newBedWith(t *testing.T, opts testbed.Options) *bed {
 	t.Helper()
-	sshd := testbed.SSHDForTest(t, testbed.Options{IsolateHome: true})
+	sshd := testbed.SSHDForTest(t, opts)
 	f, err := os.OpenFile(sshd.ConfigFile, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

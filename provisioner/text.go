@@ -43,7 +43,3 @@ func lastLine(s string) string {
 }
 
 var pydevdNotice = regexp.MustCompile(`^\d+\.\d+s - `)
-
-func containsFold(s, sub string) bool {
-	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
-}

@@ -49,7 +49,16 @@ type Options struct {
 	// User overrides the login user. As root the default is $GOPYK_TEST_USER
 	// or "gpktest"; as a normal user it is that user (sshd cannot switch users then).
 	User string
+	// Forwarding restricts what sshd forwards, as hardened login nodes and
+	// bastions do: "" allows it all; NoStreamLocal or ForwardingDisabled.
+	Forwarding string
 }
+
+// Options.Forwarding values.
+const (
+	NoStreamLocal      = "AllowStreamLocalForwarding no"
+	ForwardingDisabled = "DisableForwarding yes"
+)
 
 // SSHD is a running OpenSSH sshd owned by the caller. Everything it uses
 // lives in Dir, which Stop removes.
@@ -75,6 +84,7 @@ type SSHD struct {
 	tag        string // GOPYK_TESTBED=<dir>, set in every session by SetEnv
 	homeEnv    string // " HOME=<dir>/home" with IsolateHome
 	netns      *Netns
+	forwarding string // Options.Forwarding
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -124,6 +134,7 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		sshdConfig:     filepath.Join(dir, "sshd_config"),
 		tag:            "GOPYK_TESTBED=" + dir,
 		netns:          opts.Netns,
+		forwarding:     opts.Forwarding,
 	}
 	if opts.Netns != nil {
 		s.Host = opts.Netns.RemoteIP
@@ -311,7 +322,8 @@ func (s *SSHD) writeConfigs(extra []string) error {
 		"PermitRootLogin no",
 		"AllowUsers " + s.User,
 		"AllowTcpForwarding yes",
-		"AllowStreamLocalForwarding yes",
+		"AllowStreamLocalForwarding " + map[bool]string{true: "no", false: "yes"}[s.forwarding == NoStreamLocal],
+		"DisableForwarding " + map[bool]string{true: "yes", false: "no"}[s.forwarding == ForwardingDisabled],
 		"LogLevel VERBOSE",
 		"SetEnv " + s.tag + s.homeEnv,
 		"Subsystem sftp internal-sftp",

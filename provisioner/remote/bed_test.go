@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopyk/gopyk/mux"
 )
 
 // A bed runs the launcher the way sshd does: /bin/sh -c <Command> with pipes,
@@ -216,4 +219,18 @@ func procCmdlinesContaining(s string) []string {
 		}
 	}
 	return hits
+}
+
+// muxControl reaches r's supervisor through one mux session (the launcher's
+// mux action in a LocalSession), as the provisioner does on servers that
+// refuse forwarding. The session ends with the test, or with close.
+func (b *bed) muxControl(t *testing.T, r *Reply) (_ *Control, close func()) {
+	t.Helper()
+	car, err := OpenCarrier(tctx(t, 10*time.Second), &LocalSession{Env: b.env}, b.params(Params{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mux.Client(car)
+	t.Cleanup(func() { s.Close() })
+	return NewControl(func(ctx context.Context) (net.Conn, error) { return s.Open(ctx, r.Control) }), func() { s.Close() }
 }

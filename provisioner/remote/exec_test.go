@@ -302,7 +302,7 @@ func checkSecrets(t *testing.T, r *Reply, key string) {
 	}
 }
 
-// What the provisioner passes to Exec and ExecDialer.
+// What the provisioner passes to Exec and OpenCarrier.
 var _ Session = (*ssh.Session)(nil)
 
 // list removes run dirs whose supervisor died on this host, and leaves those

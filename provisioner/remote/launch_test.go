@@ -233,10 +233,11 @@ func TestGraceAndPersistence(t *testing.T) {
 	if _, err := ctl(r).Status(tctx(t, 5*time.Second)); !errors.Is(err, ErrGone) {
 		t.Errorf("control status of a gone kernel: %v", err)
 	}
-	_, err = ExecConn(tctx(t, 10*time.Second), &LocalSession{Env: b.env}, "unix:"+r.Control, b.params(Params{}))
-	if !errors.As(err, &re) || re.Code != CodeGone || !strings.Contains(err.Error(), "nothing listens at "+r.Control) {
-		t.Errorf("proxy to a gone kernel: %v", err)
+	mc, closeMux := b.muxControl(t, r)
+	if _, err := mc.Status(tctx(t, 10*time.Second)); !errors.Is(err, ErrGone) || !strings.Contains(err.Error(), r.Control) {
+		t.Errorf("control status of a gone kernel through the mux: %v", err)
 	}
+	closeMux()
 
 	if !alive(pr.KernelPID) {
 		t.Fatal("persistent kernel gone without any lease")
@@ -272,16 +273,15 @@ func TestLeasePingTimeout(t *testing.T) {
 
 // kill -9 of the kernel: the lease hears kernel_exited within 2 s, then EOF;
 // the supervisor exits and removes everything. The lease goes through an
-// exec-session proxy (what a server without streamlocal forwarding needs).
+// exec session's mux (what a server without streamlocal forwarding needs).
 func TestKernelKilled(t *testing.T) {
 	t.Parallel()
 	b := newBed(t)
 	r := b.launch(Params{Grace: time.Minute})
-	open := func(context.Context) (Session, error) { return &LocalSession{Env: b.env}, nil }
-	c := NewControl(ExecDialer(open, "unix:"+r.Control, b.params(Params{})))
+	c, _ := b.muxControl(t, r)
 	st, err := c.Status(tctx(t, 10*time.Second))
 	if err != nil || st.KernelPID != r.KernelPID {
-		t.Fatalf("status through the proxy: %+v %v", st, err)
+		t.Fatalf("status through the mux: %+v %v", st, err)
 	}
 	lease, err := c.Lease(tctx(t, 10*time.Second), time.Second)
 	if err != nil {

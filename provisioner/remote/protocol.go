@@ -17,11 +17,13 @@ import (
 
 // Actions of an exec session.
 const (
-	ActionLaunch  = "launch"  // start a supervisor and its kernel
-	ActionStatus  = "status"  // is the supervisor of Params.RunDir alive? (Reply as for launch)
-	ActionList    = "list"    // every supervisor of this user (Reply.Kernels); removes stale run dirs
-	ActionInspect = "inspect" // host, python, jupyter_client and the kernel spec, for gopyk list
-	ActionProxy   = "proxy"   // join the session to Params.Target (see ExecConn)
+	ActionLaunch       = "launch"        // start a supervisor and its kernel
+	ActionStatus       = "status"        // is the supervisor of Params.RunDir alive? (Reply as for launch)
+	ActionList         = "list"          // every supervisor of this user (Reply.Kernels); removes stale run dirs
+	ActionInspect      = "inspect"       // host, python, jupyter_client and the kernel spec, for gopyk list
+	ActionControl      = "control"       // one control request (Params.Request) to the supervisor of Params.RunDir
+	ActionMux          = "mux"           // the session carries streams to remote unix sockets (see Carrier)
+	ActionForwardProbe = "forward_probe" // a unix socket to reach by forwarding (see ProbeForward)
 )
 
 // Error codes of a remote error reply (ReplyError.Code).
@@ -61,7 +63,7 @@ type Params struct {
 	Env             map[string]string // extra environment for the kernel (after the spec's env)
 	Cwd             string            // the kernel's working directory; default the remote home
 	Tag             string            // free text shown by ActionList (e.g. the local spec name)
-	Target          string            // ActionProxy: "unix:/path" or "tcp:host:port" on the remote
+	Request         any               // ActionControl: the request, as on the control socket
 	Launcher        string            // "" / "local": a child of the supervisor; "slurm": a batch job
 	LauncherArgs    string            // launcher slurm: sbatch options, split as sh would
 	QueueTimeout    time.Duration     // launcher slurm: how long the job may pend; 0 = 600 s
@@ -88,7 +90,7 @@ type paramsJSON struct {
 	Env             map[string]string `json:"env,omitempty"`
 	Cwd             string            `json:"cwd,omitempty"`
 	Tag             string            `json:"tag,omitempty"`
-	Target          string            `json:"target,omitempty"`
+	Request         any               `json:"request,omitempty"`
 	Launcher        string            `json:"launcher,omitempty"`
 	LauncherArgs    string            `json:"launcher_args,omitempty"`
 	QueueTimeout    *float64          `json:"queue_timeout,omitempty"`
@@ -109,7 +111,7 @@ func (p Params) line() ([]byte, error) {
 		Transport: p.Transport, RunDir: p.RunDir, Persistent: p.Persistent,
 		Grace: seconds(p.Grace), ShutdownTimeout: seconds(p.ShutdownTimeout), LaunchTimeout: seconds(p.LaunchTimeout),
 		KillAfter: seconds(p.KillAfter),
-		Env:       p.Env, Cwd: p.Cwd, Tag: p.Tag, Target: p.Target,
+		Env:       p.Env, Cwd: p.Cwd, Tag: p.Tag, Request: p.Request,
 		Launcher: p.Launcher, LauncherArgs: p.LauncherArgs, QueueTimeout: seconds(p.QueueTimeout),
 		KernelArgs: p.KernelArgs,
 	})

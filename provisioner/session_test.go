@@ -1,0 +1,94 @@
+package provisioner
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/testbed"
+)
+
+// On servers that refuse forwarding, auto falls back to one exec session
+// (said once at INFO), the kernel runs, survives killed connections (the
+// relay resumes inside the mux), restarts and shuts down with nothing left.
+func TestSessionPathOnRefusingServers(t *testing.T) {
+	for _, fw := range []string{testbed.NoStreamLocal, testbed.ForwardingDisabled} {
+		t.Run(strings.Fields(fw)[0], func(t *testing.T) {
+			b := newBedWith(t, testbed.Options{IsolateHome: true, Forwarding: fw})
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			k := b.launch(t)
+			if n := b.log.count("refuses forwarding to unix sockets"); n != 1 {
+				t.Errorf("%d INFO lines about the refused forward, want 1", n)
+			}
+			if !strings.Contains(b.log.String(), "streams=session") {
+				t.Errorf("the launch does not say it uses the session path")
+			}
+			if got := execute(t, k, "x = 5; x"); got != "5" {
+				t.Fatalf("x = %q", got)
+			}
+			b.sshd.KillConns()
+			waitFor(t, 20*time.Second, "reconnected", func() bool { return b.log.count("msg=reconnected") == 1 })
+			if got := execute(t, k, "x + 1"); got != "6" {
+				t.Fatalf("after reconnect x + 1 = %q", got)
+			}
+			if n := b.log.count("refuses forwarding to unix sockets"); n != 1 {
+				t.Errorf("%d INFO lines about the refused forward after a reconnect, want 1", n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := k.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := execute(t, k, "'x' in globals()"); got != "False" {
+				t.Fatalf("after restart: %q", got)
+			}
+			if err := k.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "no remote processes", func() bool { return len(b.sshd.SessionPIDs()) == 0 })
+		})
+	}
+}
+
+// A spec forced to forward on a server that refuses it fails in one line
+// naming the setting and the fix, and leaves nothing running remotely.
+func TestForcedForwardRefused(t *testing.T) {
+	b := newBedWith(t, testbed.Options{IsolateHome: true, Forwarding: testbed.NoStreamLocal})
+	b.cfg.Gopyk.Streams = kernelspec.StreamsForward
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := Launch(ctx, b.cfg)
+	if err == nil {
+		t.Fatal("launch succeeded on a server that refuses forwarding")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "AllowStreamLocalForwarding") || !strings.Contains(msg, "--streams auto") {
+		t.Errorf("error %q: want one line naming AllowStreamLocalForwarding and --streams auto", msg)
+	}
+	t.Logf("the error: %s", msg)
+	waitFor(t, 3*time.Second, "no remote processes", func() bool { return len(b.sshd.SessionPIDs()) == 0 })
+}
+
+// Forced session on a server that forwards: the session path is used
+// without trying the forward.
+func TestForcedSession(t *testing.T) {
+	b := newBed(t)
+	b.cfg.Gopyk.Streams = kernelspec.StreamsSession
+	k := b.launch(t)
+	if got := execute(t, k, "1 + 1"); got != "2" {
+		t.Fatalf("1 + 1 = %q", got)
+	}
+	if !strings.Contains(b.log.String(), "streams=session") || b.log.count("refuses forwarding") != 0 {
+		t.Errorf("log: %s", b.log.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := k.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "no remote processes", func() bool { return len(b.sshd.SessionPIDs()) == 0 })
+}
