@@ -146,7 +146,7 @@ func (l *launcher) start() error {
 		Local:       l.conn.info,
 		Persistent:  l.persistent,
 		Log:         l.log,
-		Interactive: l.tty,
+		Interactive: true, // sshconf finds the terminal even when stdin is a pipe
 		KernelArgs:  l.o.kernelArgs,
 	}
 	if prev != nil && len(l.o.kernelArgs) > 0 {

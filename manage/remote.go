@@ -44,7 +44,8 @@ func (rc *remoteChecker) conn(ctx context.Context, g kernelspec.Gopyk, route ssh
 	rc.mu.Unlock()
 	hc.once.Do(func() {
 		t := time.Now()
-		hc.c, hc.err = sshconf.Dial(ctx, route, sshconf.DialOptions{})
+		// Asks on the terminal when there is one, as ssh would.
+		hc.c, hc.err = sshconf.Dial(ctx, route, sshconf.DialOptions{Interactive: true})
 		hc.took = time.Since(t)
 	})
 	return hc

@@ -19,7 +19,7 @@ type Config struct {
 	Local       wire.ConnInfo
 	Persistent  bool         // the remote kernel outlives this launcher
 	Log         *slog.Logger // nil = discard
-	Interactive bool         // a TTY is attached: ssh may prompt for passphrases
+	Interactive bool         // ssh may ask on a terminal, if it finds one, for passphrases, passwords, codes
 	// KernelArgs are appended to the remote kernel's argv (what Jupyter's
 	// start_kernel(extra_arguments) appended to ours); sent as a JSON list,
 	// never through a shell.

@@ -521,6 +521,7 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 	k.log.Info("connection lost, reconnecting", "host", k.cfg.Gopyk.SSHHostAlias, "err", why)
 	backoff := backoffStart
 	logged := false
+	var pace authPacer
 	for {
 		if k.ctx.Err() != nil {
 			return false
@@ -544,6 +545,15 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 			k.finish(fmt.Errorf("connection to %s lost for %v, giving up (the remote kernel is shut down after its grace period unless persistent): %w",
 				k.cfg.Gopyk.SSHHostAlias, limit, err))
 			return false
+		}
+		// A refused login (or one nobody can answer) has its own pace.
+		if wait, ok := pace.next(err, time.Now(), k.log, k.cfg.Gopyk.SSHHostAlias); ok {
+			select {
+			case <-time.After(wait):
+			case <-k.ctx.Done():
+				return false
+			}
+			continue
 		}
 		if !logged {
 			k.log.Info("reconnect failed, retrying", "in", backoff, "until", backoffMax, "err", err)

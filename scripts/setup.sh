@@ -14,6 +14,7 @@ PKGS=(
   slurm-wlm munge
   tcsh zsh fish
   python3-matplotlib
+  libpam-google-authenticator oathtool
 )
 TEST_USER=${GOPYK_TEST_USER:-gpktest}
 
@@ -44,5 +45,9 @@ if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
     $sudo useradd -m -s /bin/bash "$TEST_USER"
     # '*' rather than a '!' lock: sshd with UsePAM no refuses '!'-locked accounts.
     $sudo usermod -p '*' "$TEST_USER"
+  fi
+  # Password and verification-code logins (issue 14); tests set its password.
+  if ! id gpk14pw >/dev/null 2>&1; then
+    $sudo useradd -m -s /bin/bash gpk14pw
   fi
 fi

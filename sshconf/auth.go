@@ -45,17 +45,23 @@ func (k *authKey) Sign(rand io.Reader, data []byte) (*ssh.Signature, error) {
 }
 
 func (k *authKey) SignWithAlgorithm(rand io.Reader, data []byte, algo string) (*ssh.Signature, error) {
-	k.mu.Lock()
-	k.signed = true
-	k.mu.Unlock()
 	s, err := k.load()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", k.label, err)
 	}
+	var sig *ssh.Signature
 	if as, ok := s.(ssh.AlgorithmSigner); ok {
-		return as.SignWithAlgorithm(rand, data, algo)
+		sig, err = as.SignWithAlgorithm(rand, data, algo)
+	} else {
+		sig, err = s.Sign(rand, data)
 	}
-	return s.Sign(rand, data)
+	if err == nil {
+		// The server asks for a signature only for a key it accepts.
+		k.mu.Lock()
+		k.signed = true
+		k.mu.Unlock()
+	}
+	return sig, err
 }
 
 func (k *authKey) state() (offered, signed bool) {
@@ -101,6 +107,9 @@ type authPlan struct {
 	notes     []string // identities we could not use, for the error message
 	agentConn net.Conn
 	methods   []ssh.AuthMethod
+
+	mu    sync.Mutex
+	asked []string // what the user answered (a password, a verification code)
 }
 
 func (a *authPlan) close() {
@@ -130,7 +139,10 @@ type authIdentity struct {
 	note      string                     // why load is nil, unless the agent has the key
 }
 
-func buildAuth(s *Settings, interactive bool, p *prompter) *authPlan {
+// buildAuth plans the methods; tries is how often a password or code may
+// be asked per connection (ssh's NumberOfPasswordPrompts, 3; once where no
+// one watches, so a wrong SSH_ASKPASS answer costs one failed login, not 3).
+func buildAuth(s *Settings, interactive bool, p *prompter, tries int) *authPlan {
 	a := &authPlan{}
 	if pubkeyEnabled(s) {
 		a.addPublicKeys(s, interactive, p)
@@ -144,32 +156,107 @@ func buildAuth(s *Settings, interactive bool, p *prompter) *authPlan {
 			}))
 		}
 	}
-	if interactive && !s.BatchMode {
-		who := fmt.Sprintf("%s@%s", dialUser(s), dialHostName(s))
-		if s.KbdInteractiveAuthentication {
-			a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.KeyboardInteractive(
-				func(name, instruction string, questions []string, echos []bool) ([]string, error) {
-					answers := make([]string, len(questions))
-					for i, q := range questions {
-						if i == 0 && (name != "" || instruction != "") {
-							q = strings.TrimSpace(name+"\n"+instruction) + "\n" + q
-						}
-						ans, err := p.ask(q, echos[i])
-						if err != nil {
-							return nil, err
-						}
-						answers[i] = ans
+	if s.BatchMode {
+		return a
+	}
+	// These methods are offered even when nobody can answer: the server's
+	// questions then tell the user what it wants (a password, a code), and
+	// the callback ends the login before any answer is sent, so no failed
+	// login is counted against the user. OpenSSH's order: keyboard-
+	// interactive before password.
+	who := fmt.Sprintf("%s@%s", dialUser(s), dialHostName(s))
+	if s.KbdInteractiveAuthentication {
+		a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.KeyboardInteractive(
+			func(name, instruction string, questions []string, echos []bool) ([]string, error) {
+				if len(questions) == 0 {
+					return nil, nil // PAM's "anything else?" round: nothing to type
+				}
+				if !p.canAsk() {
+					for _, q := range questions {
+						p.unanswered(describePrompt(q))
 					}
-					return answers, nil
-				}), 3))
-		}
-		if s.PasswordAuthentication {
-			a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
-				return p.secret(who + "'s password: ")
-			}), 3))
-		}
+					return nil, errCannotAsk
+				}
+				answers := make([]string, len(questions))
+				for i, q := range questions {
+					// As OpenSSH 8.9+: "(user@host) " tells a bastion's
+					// code from the target's.
+					q = "(" + who + ") " + q
+					if i == 0 && (name != "" || instruction != "") {
+						q = strings.TrimSpace(name+"\n"+instruction) + "\n" + q
+					}
+					ans, err := p.ask(q, echos[i])
+					if err != nil {
+						return nil, err
+					}
+					a.answered(describePrompt(questions[i]))
+					answers[i] = ans
+				}
+				return answers, nil
+			}), tries))
+	}
+	if s.PasswordAuthentication {
+		a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
+			if !p.canAsk() {
+				p.unanswered("a password")
+				return "", errCannotAsk
+			}
+			pw, err := p.secret(who + "'s password: ")
+			if err == nil {
+				a.answered("a password")
+			}
+			return pw, err
+		}), tries))
 	}
 	return a
+}
+
+// errCannotAsk ends a login the server wants answers for when nobody can
+// give them (no terminal, no SSH_ASKPASS).
+var errCannotAsk = errors.New("nobody can answer the server's questions here")
+
+// describePrompt names what a keyboard-interactive prompt asks for.
+func describePrompt(q string) string {
+	l := strings.ToLower(q)
+	switch {
+	case strings.Contains(l, "passphrase"):
+		return "a passphrase"
+	case strings.Contains(l, "password"):
+		return "a password"
+	case strings.Contains(l, "verification code"), strings.Contains(l, "one-time"), strings.Contains(l, "otp"),
+		strings.Contains(l, "token"), strings.Contains(l, "passcode"), strings.Contains(l, "code"):
+		return "a verification code"
+	}
+	return fmt.Sprintf("%q", strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(q), ":")))
+}
+
+func (a *authPlan) answered(what string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.asked {
+		if w == what {
+			return
+		}
+	}
+	a.asked = append(a.asked, what)
+}
+
+func (a *authPlan) answeredList() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.asked...)
+}
+
+// accepted lists the keys the server accepted: signed with, yet the login
+// went on (partial success: the server wants more, e.g. a code).
+func (a *authPlan) accepted() []string {
+	var out []string
+	for _, k := range a.keys {
+		if _, s := k.state(); s {
+			out = append(out, k.label)
+		}
+	}
+	return out
 }
 
 // pubkeyEnabled treats PubkeyAuthentication as off only when the config

@@ -1,7 +1,6 @@
 package sshconf
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,24 +9,30 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/term"
 )
 
-// prompter asks the user on the terminal (never stdin: Jupyter owns it) and
-// pauses the handshake deadline while a human is typing.
+// ttyMu makes questions take turns on the one terminal: `gopyk list`
+// dials several hosts at once.
+var ttyMu sync.Mutex
+
+// prompter asks the user, the way OpenSSH does: through $SSH_ASKPASS when
+// SSH_ASKPASS_REQUIRE and the display say so, else on the terminal (never
+// stdin: Jupyter owns it). It pauses the handshake deadline while a human
+// is typing.
 type prompter struct {
-	interactive bool
-	askpass     string     // SSH_ASKPASS program, used for passphrases when there is no terminal
-	batch       bool       // BatchMode: the reason nothing may be asked
-	mu          sync.Mutex // one question at a time
-	pause       func()
-	resume      func()
+	tty     bool   // a terminal is there and we may ask on it
+	askpass string // SSH_ASKPASS program to ask with instead of the terminal
+	batch   bool   // BatchMode: the reason nothing may be asked
+	pause   func()
+	resume  func()
 	// answer replaces the terminal in tests.
 	answer func(question string, echo bool) (string, error)
 
 	holdMu sync.Mutex
 	holds  int
+
+	askedMu sync.Mutex
+	asked   []string // what the server wanted that nobody could answer, for the error
 }
 
 // hold stops the handshake deadline until the returned func is called;
@@ -51,17 +56,20 @@ func (p *prompter) hold() (release func()) {
 
 var errNoTTY = errors.New("no terminal to ask on")
 
+// canAsk reports whether a question would reach someone.
+func (p *prompter) canAsk() bool { return p != nil && (p.tty || p.askpass != "") }
+
 func (p *prompter) ask(question string, echo bool) (string, error) {
-	if p == nil || !p.interactive && p.askpass == "" {
+	if !p.canAsk() {
 		return "", errNoTTY
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	ttyMu.Lock()
+	defer ttyMu.Unlock()
 	defer p.hold()()
 	if p.answer != nil {
 		return p.answer(question, echo)
 	}
-	if !p.interactive {
+	if p.askpass != "" {
 		return runAskpass(p.askpass, question)
 	}
 	in, out, err := openTTY()
@@ -72,17 +80,28 @@ func (p *prompter) ask(question string, echo bool) (string, error) {
 	if out != in {
 		defer out.Close()
 	}
-	fmt.Fprint(out, question)
-	if !echo {
-		b, err := term.ReadPassword(int(in.Fd()))
-		fmt.Fprintln(out)
-		return string(b), err
-	}
-	line, err := bufio.NewReader(in).ReadString('\n')
-	return strings.TrimRight(line, "\r\n"), err
+	return readTTY(in, out, question, echo)
 }
 
 func (p *prompter) secret(question string) (string, error) { return p.ask(question, false) }
+
+// unanswered records what the server asked for that nobody could answer.
+func (p *prompter) unanswered(what string) {
+	p.askedMu.Lock()
+	defer p.askedMu.Unlock()
+	for _, w := range p.asked {
+		if w == what {
+			return
+		}
+	}
+	p.asked = append(p.asked, what)
+}
+
+func (p *prompter) unansweredList() []string {
+	p.askedMu.Lock()
+	defer p.askedMu.Unlock()
+	return append([]string(nil), p.asked...)
+}
 
 func (p *prompter) confirm(question string) bool {
 	for range 3 {
@@ -102,20 +121,27 @@ func (p *prompter) confirm(question string) bool {
 }
 
 // askpassProgram decides, as OpenSSH's readpass.c does, whether to ask
-// through $SSH_ASKPASS: always with SSH_ASKPASS_REQUIRE=force, and without
-// a terminal when a display is there unless SSH_ASKPASS_REQUIRE=never.
-func askpassProgram(interactive bool) string {
+// through $SSH_ASKPASS: it needs a display (DISPLAY or WAYLAND_DISPLAY)
+// and is used when there is no terminal; SSH_ASKPASS_REQUIRE=prefer uses it
+// even with a terminal, =force even without a display, =never never.
+func askpassProgram(tty bool) string {
 	prog := os.Getenv("SSH_ASKPASS")
 	if prog == "" {
 		return ""
 	}
+	display := os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != ""
 	switch os.Getenv("SSH_ASKPASS_REQUIRE") {
 	case "force":
 		return prog
 	case "never":
 		return ""
+	case "prefer":
+		if display {
+			return prog
+		}
+		return ""
 	}
-	if !interactive && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
+	if !tty && display {
 		return prog
 	}
 	return ""

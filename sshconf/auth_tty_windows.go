@@ -2,7 +2,14 @@
 
 package sshconf
 
-import "os"
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+)
 
 // openTTY opens the console, the Windows counterpart of /dev/tty.
 func openTTY() (in, out *os.File, err error) {
@@ -16,4 +23,27 @@ func openTTY() (in, out *os.File, err error) {
 		return nil, nil, err
 	}
 	return in, out, nil
+}
+
+func haveTTY() bool {
+	in, out, err := openTTY()
+	if err != nil {
+		return false
+	}
+	in.Close()
+	out.Close()
+	return true
+}
+
+// readTTY asks on the console; a console's echo is switched per read, so
+// ReadPassword turns it off before any key is taken.
+func readTTY(in, out *os.File, question string, echo bool) (string, error) {
+	fmt.Fprint(out, question)
+	if !echo {
+		b, err := term.ReadPassword(int(in.Fd()))
+		fmt.Fprintln(out)
+		return string(b), err
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
 }

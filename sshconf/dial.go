@@ -26,9 +26,11 @@ const DefaultConnectTimeout = 15 * time.Second
 
 // DialOptions say how Dial may interact with the user.
 type DialOptions struct {
-	// Interactive means a terminal is there: Dial may ask for passphrases,
-	// passwords and unknown host keys on /dev/tty. gopyk-kernel, started by
-	// Jupyter, never is.
+	// Interactive lets Dial ask for passphrases, passwords, codes and
+	// unknown host keys on a terminal, when there is one: the controlling
+	// terminal, else the one on stderr (Jupyter starts kernels in a new
+	// session, with the user's terminal on stderr). SSH_ASKPASS is used as
+	// OpenSSH would, whatever Interactive says (unless BatchMode).
 	Interactive bool
 	// Log receives debug lines about each step; nil discards them.
 	Log *slog.Logger
@@ -314,17 +316,21 @@ func handshake(ctx context.Context, s *Settings, h *hop, addr string, timeout ti
 		return &DialError{Kind: kind, Err: err, Hint: hint}
 	}
 	// BatchMode forbids every question, as in ssh.
-	interactive := opts.Interactive && !s.BatchMode
-	p := &prompter{interactive: interactive, batch: s.BatchMode, answer: opts.answer}
-	if !s.BatchMode {
-		p.askpass = askpassProgram(opts.Interactive)
+	interactive := opts.Interactive && !s.BatchMode && (opts.answer != nil || haveTTY())
+	p := &prompter{tty: interactive, batch: s.BatchMode, answer: opts.answer}
+	if !s.BatchMode && opts.answer == nil {
+		p.askpass = askpassProgram(interactive)
 	}
 	hk, err := newHostKeyChecker(s, interactive, p)
 	if err != nil {
 		return nil, fail(nil, err, "fix or move that known_hosts file")
 	}
 	defer hk.close()
-	au := buildAuth(s, interactive, p)
+	tries := 1
+	if opts.Interactive {
+		tries = 3
+	}
+	au := buildAuth(s, interactive, p, tries)
 	defer au.close()
 
 	var timedOut atomic.Bool
@@ -375,6 +381,8 @@ func handshake(ctx context.Context, s *Settings, h *hop, addr string, timeout ti
 	msg := err.Error()
 	user := dialUser(s)
 	switch {
+	case errors.Is(err, errCannotAsk) || strings.Contains(msg, errCannotAsk.Error()):
+		return nil, fail(ErrCannotAsk, cannotAskError(au, p, user), cannotAskHint(s))
 	case strings.Contains(msg, "unable to authenticate"):
 		return nil, fail(ErrAuth, authError(au, user), authHint(au, user))
 	case strings.Contains(strings.ToLower(msg), "too many authentication failures"):
@@ -387,7 +395,52 @@ func handshake(ctx context.Context, s *Settings, h *hop, addr string, timeout ti
 	return nil, fail(nil, fmt.Errorf("SSH handshake with %s: %w", addr, err), "")
 }
 
+// cannotAskError names what the server asked for that nobody could answer.
+func cannotAskError(au *authPlan, p *prompter, user string) error {
+	var msg string
+	if acc := au.accepted(); len(acc) > 0 {
+		msg = fmt.Sprintf("the server accepted %s for user %s and also asks for %s", strings.Join(acc, ", "), user, joinAnd(p.unansweredList()))
+	} else {
+		msg = fmt.Sprintf("the server asks user %s for %s", user, joinAnd(p.unansweredList()))
+	}
+	why := "no terminal, no SSH_ASKPASS"
+	if p.batch {
+		why = "BatchMode yes"
+	}
+	return fmt.Errorf("%s; gopyk cannot ask for %s here (%s)", msg, itOrThem(p.unansweredList()), why)
+}
+
+func cannotAskHint(s *Settings) string {
+	return fmt.Sprintf("open a master first with ControlMaster/ControlPath in your ssh config and `ssh -M -f -N %s`, or set SSH_ASKPASS, or use a key", dialAlias(s))
+}
+
+func joinAnd(items []string) string {
+	switch len(items) {
+	case 0:
+		return "more"
+	case 1:
+		return items[0]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}
+
+func itOrThem(items []string) string {
+	if len(items) > 1 {
+		return "them"
+	}
+	return "it"
+}
+
 func authError(au *authPlan, user string) error {
+	acc, answered := au.accepted(), au.answeredList()
+	switch {
+	case len(answered) > 0 && len(acc) > 0:
+		return fmt.Errorf("the server accepted %s for user %s but refused %s", strings.Join(acc, ", "), user, joinAnd(answered))
+	case len(answered) > 0:
+		return fmt.Errorf("the server refused %s for user %s", joinAnd(answered), user)
+	case len(acc) > 0:
+		return fmt.Errorf("the server accepted %s for user %s but wants more, which gopyk could not give (see the server's AuthenticationMethods)", strings.Join(acc, ", "), user)
+	}
 	refused := au.refused()
 	var msg string
 	if len(refused) > 0 {
@@ -402,6 +455,12 @@ func authError(au *authPlan, user string) error {
 }
 
 func authHint(au *authPlan, user string) string {
+	if len(au.answeredList()) > 0 {
+		return "check what you typed; repeated failures may get this address banned (fail2ban)"
+	}
+	if len(au.accepted()) > 0 {
+		return "run `ssh -v` to this host to see the methods it wants"
+	}
 	if len(au.keys) == 0 {
 		return "set IdentityFile for this host, or load a key with ssh-add"
 	}

@@ -13,10 +13,14 @@ import (
 
 // Kinds of dial failure; test with errors.Is(err, sshconf.ErrHostKeyChanged).
 var (
-	ErrUnknownHost     = errors.New("unknown host name")
-	ErrRefused         = errors.New("connection refused")
-	ErrTimeout         = errors.New("timed out")
-	ErrAuth            = errors.New("authentication failed")
+	ErrUnknownHost = errors.New("unknown host name")
+	ErrRefused     = errors.New("connection refused")
+	ErrTimeout     = errors.New("timed out")
+	ErrAuth        = errors.New("authentication failed")
+	// ErrCannotAsk: the server wants a password or a code and nobody can
+	// be asked (no terminal, no SSH_ASKPASS). No answer was sent, so it is
+	// not a failed login.
+	ErrCannotAsk       = errors.New("nobody to answer the login")
 	ErrHostKeyChanged  = errors.New("host key changed")
 	ErrHostKeyUnknown  = errors.New("host key unknown")
 	ErrHostKeyRevoked  = errors.New("host key revoked")

@@ -181,9 +181,9 @@ type dialFunc func(addr string, timeout time.Duration) (net.Conn, error)
 // command is sshd with args, inside the remote namespace when there is one.
 func (s *SSHD) command(args ...string) *exec.Cmd {
 	if s.netns == nil {
-		return exec.Command(SSHDPath, args...)
+		return exec.Command(s.program, args...)
 	}
-	return exec.Command("ip", append([]string{"netns", "exec", s.netns.Remote, SSHDPath}, args...)...)
+	return exec.Command("ip", append([]string{"netns", "exec", s.netns.Remote, s.program}, args...)...)
 }
 
 // dial reaches sshd the way a client in the local namespace would.

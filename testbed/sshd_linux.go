@@ -33,6 +33,9 @@ const DefaultAlias = "gpk-test"
 type Options struct {
 	// Alias is the Host name in ConfigFile; "" means DefaultAlias.
 	Alias string
+	// Override lines come before the testbed's own sshd_config lines, so
+	// they win: sshd keeps the first value of a keyword (e.g. "UsePAM yes").
+	Override []string
 	// ExtraConfig lines are appended to sshd_config (e.g. "TrustedUserCAKeys /x/ca.pub").
 	ExtraConfig []string
 	// HostCA, when set, is a CA private key file: the host key is certified
@@ -46,6 +49,10 @@ type Options struct {
 	// Netns, when set, runs sshd inside Netns.Remote (ip netns exec) listening
 	// on Netns.RemoteIP, for link-drop tests; clients must run in Netns.Local.
 	Netns *Netns
+	// Program runs sshd under another name (a symlink to SSHDPath): sshd
+	// names its PAM service after its program, so PAMService gives each
+	// test its own /etc/pam.d file. "" means SSHDPath.
+	Program string
 	// User overrides the login user. As root the default is $GOPYK_TEST_USER
 	// or "gpktest"; as a normal user it is that user (sshd cannot switch users then).
 	User string
@@ -82,6 +89,7 @@ type SSHD struct {
 
 	sshdConfig string
 	tag        string // GOPYK_TESTBED=<dir>, set in every session by SetEnv
+	program    string // sshd's path: SSHDPath or Options.Program
 	homeEnv    string // " HOME=<dir>/home" with IsolateHome
 	netns      *Netns
 	forwarding string // Options.Forwarding
@@ -135,6 +143,10 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		tag:            "GOPYK_TESTBED=" + dir,
 		netns:          opts.Netns,
 		forwarding:     opts.Forwarding,
+		program:        opts.Program,
+	}
+	if s.program == "" {
+		s.program = SSHDPath
 	}
 	if opts.Netns != nil {
 		s.Host = opts.Netns.RemoteIP
@@ -168,7 +180,7 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		}
 		s.Port = port
 		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(port))
-		if err := s.writeConfigs(extra); err != nil {
+		if err := s.writeConfigs(opts.Override, extra); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -307,7 +319,7 @@ func writePrivateKey(path string, key ed25519.PrivateKey, comment string) error 
 	return nil
 }
 
-func (s *SSHD) writeConfigs(extra []string) error {
+func (s *SSHD) writeConfigs(override, extra []string) error {
 	cfg := []string{
 		"Port " + strconv.Itoa(s.Port),
 		"ListenAddress " + s.Host,
@@ -328,7 +340,7 @@ func (s *SSHD) writeConfigs(extra []string) error {
 		"SetEnv " + s.tag + s.homeEnv,
 		"Subsystem sftp internal-sftp",
 	}
-	cfg = append(cfg, extra...)
+	cfg = append(append(append([]string(nil), override...), cfg...), extra...)
 	if err := os.WriteFile(s.sshdConfig, []byte(strings.Join(cfg, "\n")+"\n"), 0o644); err != nil {
 		return fmt.Errorf("testbed: %w", err)
 	}
@@ -499,7 +511,7 @@ func (s *SSHD) Kill() {
 	// Its connections outlive it; remember them so Stop can end them.
 	if pid := s.PID(); pid != 0 {
 		for _, p := range descendants(pid) {
-			if p.comm == "sshd" {
+			if s.isSSHD(p) {
 				s.mu.Lock()
 				s.orphans = append(s.orphans, p.pid)
 				s.mu.Unlock()
@@ -541,7 +553,7 @@ func (s *SSHD) ConnPIDs() []int {
 	}
 	var out []int
 	for _, p := range descendants(pid) {
-		if p.comm == "sshd" && p.state != 'Z' {
+		if s.isSSHD(p) && p.state != 'Z' {
 			out = append(out, p.pid)
 		}
 	}

@@ -1,0 +1,65 @@
+package provisioner
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gopyk/gopyk/sshconf"
+)
+
+// Re-login pacing. A refused login is not a network error: retrying it at
+// network pace gets the user's address banned (fail2ban's default bans
+// after 5 failures) and can lock the account. So: at most authFailLimit
+// refused logins per authFailWindow, spaced out, each logged at WARN.
+var (
+	authFailLimit  = 3
+	authFailWindow = 10 * time.Minute
+	authFailFirst  = 30 * time.Second // wait after the first refusal; doubles
+	authFailMax    = 5 * time.Minute
+	// A login nobody can answer sends no answer and so costs no failed
+	// login; it is tried this often, so a master opened meanwhile
+	// (`ssh -M -f -N host`) or a key brings the kernel back.
+	cannotAskEvery = 10 * time.Second
+)
+
+// authPacer paces the re-logins of one kernel. Only its monitor uses it.
+type authPacer struct {
+	fails     []time.Time
+	saidCannt bool
+}
+
+// next says how long to wait before the next attempt after err, and
+// whether err was a login failure at all (false: a network error, paced by
+// the caller's own backoff).
+func (a *authPacer) next(err error, now time.Time, log *slog.Logger, host string) (time.Duration, bool) {
+	switch {
+	case errors.Is(err, sshconf.ErrCannotAsk):
+		if !a.saidCannt {
+			log.Warn("cannot log in again: nobody can answer the server; the remote kernel stays up for its grace period, and a master opened now brings it back",
+				"host", host, "err", err)
+			a.saidCannt = true
+		}
+		return cannotAskEvery, true
+	case errors.Is(err, sshconf.ErrAuth):
+		a.saidCannt = false
+		kept := a.fails[:0]
+		for _, t := range a.fails {
+			if now.Sub(t) < authFailWindow {
+				kept = append(kept, t)
+			}
+		}
+		a.fails = append(kept, now)
+		n := len(a.fails)
+		wait := min(authFailFirst<<(n-1), authFailMax)
+		if n >= authFailLimit {
+			// The window must pass over the oldest refusal first.
+			wait = max(wait, a.fails[0].Add(authFailWindow).Sub(now))
+		}
+		log.Warn("the server refused the login; trying again later", "host", host, "err", err,
+			"refused_in_window", n, "window", authFailWindow, "next_try_in", wait.Round(time.Second))
+		return wait, true
+	}
+	a.saidCannt = false
+	return 0, false
+}
