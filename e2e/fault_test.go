@@ -172,12 +172,13 @@ func TestLatency100ms(t *testing.T) {
 	waitNoSessions(t, e)
 }
 
-// kill -9 of the launcher: the supervisor shuts the kernel down once the
-// grace period passes; a persistent kernel stays and --existing re-attaches.
+// kill -9 of the launcher: its lease closes while the pings were on time, so
+// the supervisor shuts the kernel down within seconds, long before the grace
+// period (a network drop goes silent first and gets the grace period, see
+// netns_test.go); a persistent kernel stays and --existing re-attaches.
 func TestLauncherKilledGrace(t *testing.T) {
 	t.Parallel()
-	const grace = 3
-	e := newFaultEnv(t, grace)
+	e := newFaultEnv(t, 600)
 	k, _ := e.launch()
 	if p := sessionProcs(e); p["kernel"] == 0 || p["supervisor"] == 0 {
 		t.Fatalf("remote processes after launch: %v", p)
@@ -186,11 +187,7 @@ func TestLauncherKilledGrace(t *testing.T) {
 	t0 := time.Now()
 	k.waitExit(t, 10*time.Second)
 	waitNoSessions(t, e)
-	gone := time.Since(t0)
-	t.Logf("remote kernel and supervisor gone %v after kill -9 of the launcher (grace %ds)", gone.Round(time.Millisecond), grace)
-	if gone < grace*time.Second {
-		t.Errorf("remote gone after %v, before the %ds grace period passed", gone, grace)
-	}
+	t.Logf("remote kernel and supervisor gone %v after kill -9 of the launcher (grace 600s)", time.Since(t0).Round(time.Millisecond))
 
 	pf := filepath.Join(e.home, "persist.json")
 	k2, cf2 := e.launch("--persistent", "--persistent-file", pf)
@@ -202,8 +199,8 @@ func TestLauncherKilledGrace(t *testing.T) {
 	procs := sessionProcs(e)
 	k2.signal(syscall.SIGKILL)
 	k2.waitExit(t, 10*time.Second)
-	// Wait well past the grace period: nothing may go away.
-	deadline := time.Now().Add((grace + 3) * time.Second)
+	// Wait well past the abandoned-lease window (4 s): nothing may go away.
+	deadline := time.Now().Add(7 * time.Second)
 	for time.Now().Before(deadline) {
 		if p := sessionProcs(e); p["kernel"] != procs["kernel"] || p["supervisor"] != procs["supervisor"] {
 			t.Fatalf("persistent kernel changed after kill -9 of its launcher: %v → %v", procs, p)

@@ -56,7 +56,7 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.StringFlag{Name: flagLauncher, Usage: "`HOW` the remote starts the kernel: local (on the SSH host) or slurm (a batch job on a compute node; sockets are tcp)" + def("local")},
 		&cli.StringFlag{Name: flagLauncherArgs, Usage: "`ARGS` for the launcher, split as sh would: for slurm, sbatch options, e.g. '--partition=gpu --time=4:00:00'"},
 		&cli.IntFlag{Name: flagQueueTO, HideDefault: true, Usage: "`SECONDS` a Slurm job may wait in the queue before it is cancelled" + def(fmt.Sprint(kernelspec.DefaultQueueTimeout))},
-		&cli.IntFlag{Name: flagGrace, HideDefault: true, Usage: "`SECONDS` the remote kernel waits for a gopyk-kernel that lost its connection or was killed, before it shuts down (not persistent kernels)" + def(fmt.Sprint(kernelspec.DefaultGrace))},
+		&cli.IntFlag{Name: flagGrace, HideDefault: true, Usage: "`SECONDS` the remote kernel waits for a gopyk-kernel that lost its connection, before it shuts down (not persistent kernels; a killed gopyk-kernel: 4 s)" + def(fmt.Sprint(kernelspec.DefaultGrace))},
 		&cli.IntFlag{Name: flagReconnectTO, HideDefault: true, Usage: "`SECONDS` gopyk-kernel keeps reconnecting after the network drops before it gives up and exits" + def(fmt.Sprint(kernelspec.DefaultReconnectTimeout))},
 		&cli.StringFlag{Name: flagStreams, Usage: "`HOW` the kernel's streams reach the remote: forward (SSH forwarding to a unix socket), session (one exec session carries them all, for servers that refuse forwarding) or auto (forward, else session)" + def("auto")},
 	}

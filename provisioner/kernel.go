@@ -345,8 +345,10 @@ func (s killOnClose) Close() error {
 }
 
 // leasePing lets the supervisor notice a lease whose network path died
-// without a FIN, so its grace period starts.
-const leasePing = 10 * time.Second
+// without a FIN, so its grace period starts; and tell a lease closed while
+// its pings were on time (a killed gopyk-kernel: the kernel stops within
+// seconds) from one whose link went silent first (a network drop: grace).
+const leasePing = 5 * time.Second
 
 func (k *kernel) takeLease(ctx context.Context, link Link, r *remote.Reply) (*remote.Lease, error) {
 	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) { return k.dialControl(ctx, link, r) })

@@ -29,6 +29,11 @@ TAIL_BYTES = 4096
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL
 LINGER = 10.0  # seconds a supervisor whose kernel exited waits for a restart
 DEFAULT_GRACE = 600.0
+# A lease that closes while its pings were on time was closed by its holder:
+# gopyk-kernel was killed (jupyter_client's shutdown/restart with now=True),
+# not cut off by the network, which goes silent first. The kernel then stops
+# after this long unless a lease arrives (a reconnect after a crashed sshd).
+ABANDONED = 4.0
 DEFAULT_SHUTDOWN = 10.0
 DEFAULT_LAUNCH = 60.0
 
@@ -1112,14 +1117,20 @@ class Supervisor(object):
             if not send_all(c.sock, data):
                 self.drop(c)
 
-    def arm_grace(self):
+    def arm_grace(self, abandoned=False):
         if self.persistent or self.leases() or self.state in ("stopping", "exited"):
             self.cancel("grace")
             return
-        if "grace" in self.timers:
+        delay = min(ABANDONED, self.grace) if abandoned else self.grace
+        when = self.timers.get("grace", (None,))[0]
+        if when is not None and when <= time.monotonic() + delay:
             return
-        self.log("no lease: shutting down in %gs unless one arrives" % self.grace)
-        self.timer("grace", self.grace, self.grace_expired)
+        if abandoned:
+            self.log("lease closed while its pings were on time: its gopyk-kernel is gone (killed), not the network;"
+                     " shutting down in %gs unless a lease arrives" % delay)
+        else:
+            self.log("no lease: shutting down in %gs unless one arrives" % delay)
+        self.timer("grace", delay, self.grace_expired)
 
     def grace_expired(self):
         self.log("grace period over without a lease: shutting the kernel down")
@@ -1137,7 +1148,9 @@ class Supervisor(object):
         self.conns[sock.fileno()] = c
         self.sel.register(sock, selectors.EVENT_READ, c)
 
-    def drop(self, c):
+    def drop(self, c, eof=False):
+        # eof: the peer closed it (not a ping timeout or a failed send).
+        abandoned = eof and c.lease and c.ping_timeout > 0 and time.monotonic() - c.last_seen <= c.ping_timeout / 3 + 1.0
         fd = c.sock.fileno()
         if fd in self.conns:
             del self.conns[fd]
@@ -1151,7 +1164,7 @@ class Supervisor(object):
             self.log("lease closed (%d left)" % len(self.leases()))
             if self.state == "exited" and not self.leases() and "linger" in self.timers:
                 self.finish()
-            self.arm_grace()
+            self.arm_grace(abandoned)
 
     def readable(self, c):
         try:
@@ -1161,7 +1174,7 @@ class Supervisor(object):
         except OSError:
             data = b""
         if not data:
-            self.drop(c)
+            self.drop(c, eof=True)
             return
         c.last_seen = time.monotonic()
         c.buf += data
