@@ -68,7 +68,7 @@ func (d *dispatcher) fromMenu(r request) bool {
 }
 
 // loop runs until stop is closed.
-func (d *dispatcher) loop(stop <-chan struct{}, sigs <-chan os.Signal, parentGone <-chan struct{}) {
+func (d *dispatcher) loop(stop <-chan struct{}, sigs <-chan os.Signal, parentGone, interrupts <-chan struct{}) {
 	defer close(d.stop)
 	ctxDone := d.ctx.Done()
 	for {
@@ -79,6 +79,8 @@ func (d *dispatcher) loop(stop <-chan struct{}, sigs <-chan os.Signal, parentGon
 		case s := <-sigs:
 			r = requestFor(s)
 		case r = <-d.menu:
+		case <-interrupts:
+			r = request{act: actInterrupt, why: interruptEnv}
 		case <-ctxDone:
 			ctxDone = nil
 			r = request{act: actShutdown, why: "context cancelled"}

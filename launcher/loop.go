@@ -133,10 +133,10 @@ func (l *launcher) logSignalTable() {
 	}
 	ctx := context.Background()
 	for _, e := range signalTable {
-		l.log.Log(ctx, level, fmt.Sprintf("send %s to %s", signalName(e.sig), e.help), "pid", os.Getpid())
+		l.log.Log(ctx, level, signalHint(signalName(e.sig), e.help), "pid", os.Getpid())
 	}
 	if l.tty {
-		l.log.Log(ctx, level, "press Ctrl+D for a menu: shutdown, interrupt, leave, restart")
+		l.log.Log(ctx, level, menuHint)
 	}
 }
 

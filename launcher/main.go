@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
 
 	"github.com/urfave/cli/v3"
@@ -43,7 +43,10 @@ type deps struct {
 	isTTY   func(f *os.File) bool
 	// parentGone is closed when the Jupyter that started us is gone (nil:
 	// never); it stops watching when stop is closed.
-	parentGone func(stop <-chan struct{}) <-chan struct{}
+	parentGone func(stop <-chan struct{}, log *slog.Logger) <-chan struct{}
+	// interrupts receives one value per interrupt Jupyter asks for other
+	// than by SIGINT (Windows: JPY_INTERRUPT_EVENT), until stop is closed.
+	interrupts func(stop <-chan struct{}, log *slog.Logger) <-chan struct{}
 	// steady runs once the kernel is ready (nil: nothing).
 	steady func()
 }
@@ -53,13 +56,10 @@ func productionDeps() deps {
 		start:      realStarter{},
 		findSpec:   kernelspec.Find,
 		runtimeDir: kernelspec.RuntimeDir,
-		signals: func() (<-chan os.Signal, func()) {
-			c := make(chan os.Signal, 16)
-			signal.Notify(c, handledSignals()...)
-			return c, func() { signal.Stop(c) }
-		},
+		signals:    notifySignals,
 		isTTY:      func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) },
 		parentGone: productionWatchParent,
+		interrupts: productionInterrupts,
 		steady:     func() { tuneRuntime(os.Getenv) },
 	}
 }

@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"os"
 	"strconv"
 	"time"
 )
@@ -10,7 +9,14 @@ import (
 // the pid of the process that started the kernel. ipykernel exits when that
 // process is gone; so does gopyk-kernel, or it would hold the remote kernel
 // (and its lease) for a Jupyter that no longer exists.
+// On Windows it holds an inheritable handle on that process instead
+// (parent_windows.go).
 const parentEnv = "JPY_PARENT_PID"
+
+// interruptEnv is what jupyter_client sets on Windows to an inheritable
+// auto-reset event that it sets to interrupt a kernel whose spec says
+// interrupt_mode signal; IPY_INTERRUPT_EVENT is its older name.
+const interruptEnv = "JPY_INTERRUPT_EVENT"
 
 const parentPollEvery = time.Second // ipykernel's ParentPollerUnix polls as often
 
@@ -44,8 +50,4 @@ func watchParent(stop <-chan struct{}, getenv func(string) string, getppid func(
 		}
 	}()
 	return gone
-}
-
-func productionWatchParent(stop <-chan struct{}) <-chan struct{} {
-	return watchParent(stop, os.Getenv, os.Getppid, processAlive, parentPollEvery)
 }

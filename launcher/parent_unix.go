@@ -4,8 +4,17 @@ package launcher
 
 import (
 	"errors"
+	"log/slog"
+	"os"
 	"syscall"
 )
+
+func productionWatchParent(stop <-chan struct{}, _ *slog.Logger) <-chan struct{} {
+	return watchParent(stop, os.Getenv, os.Getppid, processAlive, parentPollEvery)
+}
+
+// productionInterrupts: on Unix Jupyter interrupts with SIGINT.
+func productionInterrupts(<-chan struct{}, *slog.Logger) <-chan struct{} { return nil }
 
 // processAlive reports whether pid exists (EPERM: it does, owned by another user).
 func processAlive(pid int) bool {

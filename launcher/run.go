@@ -61,14 +61,17 @@ func run(ctx context.Context, o options, stdin *os.File, stderr io.Writer, d dep
 	stop := make(chan struct{})
 	l.disp = newDispatcher(ctx, l.log)
 	l.disp.abortOnInterrupt = l.tty
-	var parentGone <-chan struct{}
+	var parentGone, interrupts <-chan struct{}
 	if d.parentGone != nil {
-		parentGone = d.parentGone(stop)
+		parentGone = d.parentGone(stop, l.log)
+	}
+	if d.interrupts != nil {
+		interrupts = d.interrupts(stop, l.log)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.disp.loop(stop, sigs, parentGone)
+		l.disp.loop(stop, sigs, parentGone, interrupts)
 	}()
 	stopMenu := func() {}
 	defer func() {
@@ -90,7 +93,7 @@ func run(ctx context.Context, o options, stdin *os.File, stderr io.Writer, d dep
 		return l.leave("--leave")
 	}
 	l.logSignalTable()
-	if l.tty {
+	if l.tty && menuAvailable {
 		stopMenu = l.startMenu(stdin)
 	}
 	return l.loop()

@@ -2,7 +2,24 @@
 
 package launcher
 
-import "syscall"
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// notifySignals delivers the signals of signalTable until stop is called.
+func notifySignals() (<-chan os.Signal, func()) {
+	c := make(chan os.Signal, 16)
+	signal.Notify(c, handledSignals()...)
+	return c, func() { signal.Stop(c) }
+}
+
+// signalHint is how the log tells what a signal does.
+func signalHint(name, help string) string { return "send " + name + " to " + help }
+
+// menuHint is logged on a terminal.
+const menuHint = "press Ctrl+D for a menu: shutdown, interrupt, leave, restart"
 
 // signalTable is the standalone launcher's signal table (DESIGN.md). Under
 // Jupyter only SIGINT (interrupt_mode signal, sent to the process group) and

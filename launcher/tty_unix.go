@@ -15,6 +15,9 @@ import (
 
 var errReaderClosed = errors.New("tty reader closed")
 
+// menuAvailable: the Ctrl+D menu runs on a terminal.
+const menuAvailable = true
+
 // ttyReader reads a terminal without blocking the process for good: a
 // blocked Read wakes up when Close is called. Setting O_NONBLOCK on the
 // terminal instead would change it for the shell sharing it.

@@ -5,14 +5,16 @@ import (
 	"os"
 )
 
-// ttyReader is not available on Windows: a console has no Ctrl+D end of
-// file to catch, so the launcher runs without the menu there.
+// menuAvailable: a Windows console has no Ctrl+D end of file to catch (Ctrl+D
+// is a character there, Ctrl+Z then Enter the end of file), so the launcher
+// runs without the menu; menuHint says what to press instead.
+const menuAvailable = false
+
+// ttyReader is never used on Windows (menuAvailable is false).
 type ttyReader struct{}
 
-func newTTYReader(*os.File) (*ttyReader, error) {
-	return nil, errors.New("the Ctrl+D menu is not available on Windows; use Ctrl+C to interrupt and close the window to shut down")
-}
+func newTTYReader(*os.File) (*ttyReader, error) { return nil, errors.New(menuHint) }
 
-func (*ttyReader) Read([]byte) (int, error) { return 0, errors.New("no terminal reader on Windows") }
+func (*ttyReader) Read([]byte) (int, error) { return 0, errors.New(menuHint) }
 func (*ttyReader) Close() error             { return nil }
 func (*ttyReader) release()                 {}
