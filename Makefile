@@ -9,7 +9,7 @@ FUZZRUNS  ?= 10000
 FUZZSEED  ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: all build setup test unit fuzz fuzz-short cross demo bench clean
+.PHONY: all build setup test test-windows unit fuzz fuzz-short cross demo bench clean
 
 all: build
 
@@ -26,6 +26,12 @@ test: setup
 	@echo "== go test -race"; $(GO) test -race -timeout 25m -count=1 $(PKGS)
 	@$(MAKE) --no-print-directory fuzz-short
 	@$(MAKE) --no-print-directory cross
+
+# The Windows builds run under Debian's wine: the Windows tests of kernelspec,
+# launcher and wsproxy (wine package), and ssh through `wine gopyk.exe
+# ws-proxy` (e2e). `go test ./...` in `test` runs them too; this is the short way.
+test-windows: setup
+	@echo "== windows (wine)"; $(GO) test -count=1 ./wine/ && $(GO) test -count=1 -run 'Wine' ./e2e/
 
 # Open-ended fuzzing, FUZZTIME of wall clock per target (the seeds and the
 # committed corpus also run in every `go test`). A finding is written to the

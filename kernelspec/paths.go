@@ -28,10 +28,14 @@ const SysPrefixEnv = "GOPYK_SYS_PREFIX"
 var SystemPath = []string{"/usr/local/share/jupyter", "/usr/share/jupyter"}
 
 // SysPrefix is the prefix that --sys-prefix installs into and whose
-// share/jupyter is searched: $GOPYK_SYS_PREFIX, else /usr.
+// share/jupyter is searched: $GOPYK_SYS_PREFIX, else /usr. On Windows there
+// is no system Python to assume: "" (none) unless the variable is set.
 func SysPrefix() string {
 	if p := os.Getenv(SysPrefixEnv); p != "" {
 		return p
+	}
+	if runtime.GOOS == "windows" {
+		return ""
 	}
 	return "/usr"
 }
@@ -88,7 +92,7 @@ func JupyterPath(subdirs ...string) []string {
 		}
 	}
 	var envDirs []string
-	if d := pjoin(SysPrefix(), "share", "jupyter"); !contains(systemPath(), d) {
+	if d := pjoin(SysPrefix(), "share", "jupyter"); SysPrefix() != "" && !contains(systemPath(), d) {
 		envDirs = append(envDirs, d)
 	}
 	if envSet("JUPYTER_PREFER_ENV_PATH") {
@@ -133,6 +137,9 @@ func systemPath() []string {
 		if pd := os.Getenv("PROGRAMDATA"); pd != "" {
 			return []string{pjoin(pd, "jupyter")}
 		}
+		if SysPrefix() == "" {
+			return nil
+		}
 		return []string{pjoin(SysPrefix(), "share", "jupyter")}
 	}
 	return SystemPath
@@ -159,14 +166,21 @@ func expandHome() string {
 	return h
 }
 
-// userBase is site.getuserbase() when site.ENABLE_USER_SITE is true on Linux,
-// "" when Python would not add a user-site dir.
+// userBase is site.getuserbase() when site.ENABLE_USER_SITE is true on Linux
+// and Windows, "" when Python would not add a user-site dir.
 func userBase() string {
-	if os.Getenv("PYTHONNOUSERSITE") != "" || runtime.GOOS != "linux" {
+	if os.Getenv("PYTHONNOUSERSITE") != "" || (runtime.GOOS != "linux" && runtime.GOOS != "windows") {
 		return ""
 	}
 	if b := os.Getenv("PYTHONUSERBASE"); b != "" {
 		return b
+	}
+	if runtime.GOOS == "windows" { // site.py: %APPDATA%\Python, else ~\Python
+		base := os.Getenv("APPDATA")
+		if base == "" {
+			base = expandHome()
+		}
+		return filepath.Join(base, "Python")
 	}
 	// expanduser("~/.local"): not resolved, unlike the data dir.
 	h := expandHome()

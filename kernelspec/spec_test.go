@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -68,7 +69,7 @@ func TestRoundTripKeepsUnknownKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o644 {
+	if fi.Mode().Perm() != 0o644 && runtime.GOOS != "windows" { // no modes there
 		t.Errorf("kernel.json mode %v, want 0644", fi.Mode().Perm())
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
@@ -114,6 +115,7 @@ func TestFindAndAll(t *testing.T) {
 		os.Unsetenv(v)
 	}
 	t.Setenv("HOME", tmp)
+	t.Setenv("APPDATA", filepath.Join(tmp, "appdata")) // Windows's user data dir
 	t.Setenv("JUPYTER_PATH", filepath.Join(tmp, "first"))
 	write := func(dir, body string) {
 		t.Helper()
@@ -156,6 +158,9 @@ func TestFindAndAll(t *testing.T) {
 // Remove deletes a symlinked spec's link, not the directory it points to,
 // as jupyter_client's remove_kernel_spec does.
 func TestRemoveSymlink(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("a directory symlink needs developer mode or an administrator on Windows (and wine 8 cannot read it back)")
+	}
 	tmp := t.TempDir()
 	target := filepath.Join(tmp, "real")
 	os.MkdirAll(target, 0o755)

@@ -106,6 +106,9 @@ func destination(cmd *cli.Command) (string, error) {
 		}
 		return kernelspec.PrefixKernelDir(cmd.String("prefix"))
 	case cmd.Bool("sys-prefix"):
+		if kernelspec.SysPrefix() == "" {
+			return "", usagef("--sys-prefix needs %s set to your Python's sys.prefix on Windows (python -c \"import sys; print(sys.prefix)\"), or use --prefix", kernelspec.SysPrefixEnv)
+		}
 		return kernelspec.PrefixKernelDir(kernelspec.SysPrefix())
 	}
 	return kernelspec.UserKernelDir(), nil

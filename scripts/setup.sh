@@ -15,6 +15,7 @@ PKGS=(
   tcsh zsh fish
   python3-matplotlib
   libpam-google-authenticator oathtool
+  wine64 wine
 )
 TEST_USER=${GOPYK_TEST_USER:-gpktest}
 

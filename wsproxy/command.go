@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -21,7 +22,7 @@ func ParseCommand(proxyCommand string) (Options, bool) {
 	if len(words) > 0 && words[0] == "exec" {
 		words = words[1:]
 	}
-	if len(words) < 2 || filepath.Base(words[0]) != "gopyk" {
+	if len(words) < 2 || !isGopyk(words[0]) {
 		return Options{}, false
 	}
 	words = words[1:]
@@ -71,6 +72,20 @@ func ParseCommand(proxyCommand string) (Options, bool) {
 	return o, true
 }
 
+// isGopyk reports whether a command's first word runs gopyk (gopyk.exe on Windows).
+func isGopyk(w string) bool {
+	b := filepath.Base(w)
+	if runtime.GOOS == "windows" {
+		b = strings.TrimSuffix(strings.ToLower(b), ".exe")
+	}
+	return b == "gopyk"
+}
+
+// literalBackslash: Windows paths are full of backslashes, and Windows
+// OpenSSH hands ProxyCommand to CreateProcess, which does not treat them as
+// escapes.
+var literalBackslash = runtime.GOOS == "windows"
+
 // shellWords splits s as sh would when s holds only plain words, quotes and
 // backslashes; ok is false if the shell would do more (expansions, operators).
 func shellWords(s string) (words []string, ok bool) {
@@ -105,12 +120,17 @@ func shellWords(s string) (words []string, ok bool) {
 			switch r {
 			case '"':
 				quote = 0
-			case '$', '`', '\\':
+			case '\\':
+				if !literalBackslash {
+					return nil, false
+				}
+				cur.WriteRune(r)
+			case '$', '`':
 				return nil, false
 			default:
 				cur.WriteRune(r)
 			}
-		case r == '\\':
+		case r == '\\' && !literalBackslash:
 			escaped, inWord = true, true
 		case r == '\'' || r == '"':
 			quote, inWord = r, true
