@@ -246,7 +246,7 @@ func TestFlagsOnWindows(t *testing.T) {
 	}{
 		{[]string{"--version"}, 0, "gopyk-kernel "},
 		{nil, 2, "--kernel NAME is required"},
-		{[]string{"--bogus"}, 2, "bogus"},
+		{[]string{"--kernel", "remote", "stray"}, 2, `unexpected argument "stray"`},
 		{[]string{"--kernel", "nope"}, 1, `no kernel spec "nope"`},
 		{[]string{"--kernel", "plain"}, 1, "has no metadata.gopyk"},
 		{[]string{"--existing", "x", "--persistent-file", "y"}, 2, "drop --persistent-file"},
