@@ -44,14 +44,21 @@ type childConfig struct {
 	Gopyk      kernelspec.Gopyk `json:"gopyk"`
 	Outages    int              `json:"outages"`
 	Down       time.Duration    `json:"down"`
+	Session    bool             `json:"session"` // the server refuses forwarding: the launcher must say it uses the session path
 }
 
 // newNetEnv is an env whose sshd runs in a fresh remote namespace, with a
 // client keepalive short enough (1 s × 3) to notice a dead link in ~3 s.
 func newNetEnv(t *testing.T, grace int) (*env, *testbed.Netns) {
 	t.Helper()
+	return newNetEnvWith(t, grace, "")
+}
+
+// newNetEnvWith is newNetEnv with sshd's forwarding restricted (testbed.Options.Forwarding).
+func newNetEnvWith(t *testing.T, grace int, forwarding string) (*env, *testbed.Netns) {
+	t.Helper()
 	ns := testbed.NetnsForTest(t)
-	sshd := testbed.SSHDForTest(t, testbed.Options{Netns: ns, IsolateHome: true})
+	sshd := testbed.SSHDForTest(t, testbed.Options{Netns: ns, IsolateHome: true, Forwarding: forwarding})
 	f, err := os.OpenFile(sshd.ConfigFile, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +227,11 @@ func childOutage(t *testing.T, e *env, cfg childConfig) {
 		t.Errorf("next cell ran %v after link-up, want ≤ %v (target 2 s)", next, recoveryBound)
 	}
 	out := k.output()
-	for _, line := range []string{"connection lost", "reconnect failed, retrying", "reconnected"} {
+	lines := []string{"connection lost", "reconnect failed, retrying", "reconnected"}
+	if cfg.Session {
+		lines = append(lines, "refuses forwarding to unix sockets")
+	}
+	for _, line := range lines {
 		if n := strings.Count(out, line); n != 1 {
 			t.Errorf("log has %q %d times, want once:\n%s", line, n, out)
 		}

@@ -206,8 +206,12 @@ func (w *wsKernel) waitStarted(id string, d time.Duration) {
 }
 
 // The path JupyterLab's kernel picker takes: list, start, run, interrupt, restart, delete.
-func TestJupyterServerLifecycle(t *testing.T) {
-	e := newEnv(t)
+func TestJupyterServerLifecycle(t *testing.T) { serverLifecycle(t, newEnv(t)) }
+
+// serverLifecycle drives e's spec through jupyter-server's REST API and
+// WebSocket: a cell, an interrupted sleep, a restart, a delete, and nothing
+// left on the remote.
+func serverLifecycle(t *testing.T, e *env) {
 	s := e.startServer()
 
 	code, b := s.do("GET", "/api/kernelspecs", nil)

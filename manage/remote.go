@@ -104,6 +104,7 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 		checks = append(checks, Check{Label: "Remote jupyter_client", Status: StatusWarning,
 			Message: "not importable by this python (ipykernel needs it; gopyk itself does not)"})
 	}
+	checks = append(checks, forwardingCheck(ctx, hc.c, g, s.Name))
 	if g.Launcher == "slurm" {
 		checks = append(checks, slurmCheck(r, s.Name))
 	}

@@ -79,8 +79,9 @@ func (c *Carrier) Close() error {
 }
 
 // ProbeForward asks the remote for a unix socket (ActionForwardProbe in s)
-// and reaches it with dial, SSH's streamlocal forwarding: nil when the
-// server forwards to unix sockets. s is ended before it returns.
+// and reaches it with dial (SSH's streamlocal forwarding): true when the
+// server forwards to unix sockets, false when it refuses; an error when the
+// probe could not run. s is ended before it returns.
 func ProbeForward(ctx context.Context, s Session, p Params, dial func(ctx context.Context, path string) (net.Conn, error)) (bool, error) {
 	p.Action = ActionForwardProbe
 	stdin, err := s.StdinPipe()
