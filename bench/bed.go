@@ -33,6 +33,9 @@ type bed struct {
 	env      []string
 	fastSpec string
 	slowSpec string
+	// sessionSpec is fastSpec with streams session: every stream over one
+	// exec session (the path for servers that refuse forwarding).
+	sessionSpec string
 
 	mu    sync.Mutex
 	procs []*proc
@@ -62,7 +65,7 @@ func newBed(ctx context.Context, binDir string, sshdConfig []string) (*bed, erro
 		sshd.Stop()
 		return nil, err
 	}
-	b := &bed{bin: bin, sshd: sshd, home: home, fastSpec: "gpk_bench", slowSpec: "gpk_bench_slow"}
+	b := &bed{bin: bin, sshd: sshd, home: home, fastSpec: "gpk_bench", slowSpec: "gpk_bench_slow", sessionSpec: "gpk_bench_session"}
 	b.env = append(os.Environ(),
 		"HOME="+home,
 		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"),
@@ -77,13 +80,14 @@ func newBed(ctx context.Context, binDir string, sshdConfig []string) (*bed, erro
 		b.close()
 		return nil, err
 	}
-	for _, s := range []struct{ name, alias, cfg string }{
-		{b.fastSpec, sshd.Alias, sshd.ConfigFile},
-		{b.slowSpec, b.slow.alias, b.slow.config},
+	for _, s := range []struct{ name, alias, cfg, streams string }{
+		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto"},
+		{b.slowSpec, b.slow.alias, b.slow.config, "auto"},
+		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session"},
 	} {
 		if err := b.gopyk(ctx, "add", "--kernel-name", s.name, "--display-name", s.name,
 			"--ssh-host-alias", s.alias, "--ssh-config", s.cfg,
-			"--remote-kernel-name", "python3", "--remote-python", python); err != nil {
+			"--remote-kernel-name", "python3", "--remote-python", python, "--streams", s.streams); err != nil {
 			b.close()
 			return nil, err
 		}
@@ -355,11 +359,19 @@ func (b *bed) remoteKernels() []int {
 
 // waitNoRemote polls until no remote kernel or supervisor is left.
 func (b *bed) waitNoRemote(d time.Duration) error {
+	return b.waitRemoteAtMost(context.Background(), 0, d)
+}
+
+// waitRemoteAtMost waits until at most n remote kernels and supervisors are left.
+func (b *bed) waitRemoteAtMost(ctx context.Context, n int, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		left := b.remoteKernels()
-		if len(left) == 0 {
+		if len(left) <= n {
 			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d remote processes left after %v: %v", len(left), d, left)

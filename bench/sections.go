@@ -24,6 +24,8 @@ type results struct {
 
 	rtLocal, rtGopyk []time.Duration
 	tpLocal, tpGopyk []float64
+	rtSession        []time.Duration // streams session, in the same turns
+	tpSession        []float64
 	launcherPeak     int // kB, after the round trips and throughput
 	superPeak        int
 	sshdConn         int // kB, per-connection sshd processes of one launcher
@@ -71,7 +73,12 @@ func benchKernels(ctx context.Context, b *bed, r *results) error {
 		return fmt.Errorf("gopyk kernel: %w", err)
 	}
 	defer gk.shutdown(ctx)
-	if err := b.roundTripsWithSSH(ctx, r, lk, gk); err != nil {
+	sk, err := b.startGopyk(ctx, b.sessionSpec)
+	if err != nil {
+		return fmt.Errorf("gopyk kernel, streams session: %w", err)
+	}
+	defer sk.shutdown(ctx)
+	if err := b.roundTripsWithSSH(ctx, r, lk, gk, sk); err != nil {
 		return err
 	}
 	for range r.opts.tpRuns {
@@ -84,8 +91,19 @@ func benchKernels(ctx context.Context, b *bed, r *results) error {
 			return fmt.Errorf("gopyk: %w", err)
 		}
 		r.tpGopyk = append(r.tpGopyk, v)
+		if v, err = throughput(ctx, sk.c, r.opts.mb); err != nil {
+			return fmt.Errorf("gopyk, streams session: %w", err)
+		}
+		r.tpSession = append(r.tpSession, v)
 	}
 	lk.shutdown(ctx)
+	// The footprint below is the forwarding kernel's alone.
+	if !sk.shutdown(ctx) {
+		return errors.New("gopyk-kernel (streams session) did not exit after shutdown_request")
+	}
+	if err := b.waitRemoteAtMost(ctx, 2, 15*time.Second); err != nil {
+		return err
+	}
 	super := b.supervisor()
 	if super == 0 {
 		return errors.New("no remote supervisor found among the bench sshd's session processes")
@@ -132,10 +150,10 @@ func benchScale(ctx context.Context, b *bed, r *results) error {
 	return nil
 }
 
-// roundTripsWithSSH measures the local and the gopyk kernel and OpenSSH's
-// forwards to a kernel started by hand, in the same turns; the hand kernel
-// and the forwards are gone when it returns.
-func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk *kernel) error {
+// roundTripsWithSSH measures the local and the gopyk kernels (forwarding,
+// then session) and OpenSSH's forwards to a kernel started by hand, in the
+// same turns; the hand kernel and the forwards are gone when it returns.
+func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk, sk *kernel) error {
 	// OpenSSH's forwards to a kernel started by hand, measured in the same
 	// turns as the local and the gopyk kernel.
 	h, err := b.startHandKernel(ctx)
@@ -144,7 +162,7 @@ func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk *kernel)
 	}
 	defer h.stop()
 	modes := []sshMode{sshExec, sshPty, sshNoSession}
-	clients := []*wire.Client{lk.c, gk.c}
+	clients := []*wire.Client{lk.c, gk.c, sk.c}
 	for _, m := range modes {
 		c, p, err := b.forward(ctx, h, m, b.sshd.ConfigFile, b.sshd.Alias)
 		if err != nil {
@@ -156,12 +174,12 @@ func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk *kernel)
 	}
 	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, clients...)
 	if err != nil {
-		return fmt.Errorf("round trips (local, gopyk, then the ssh modes in order): %w", err)
+		return fmt.Errorf("round trips (local, gopyk, gopyk session, then the ssh modes in order): %w", err)
 	}
-	r.rtLocal, r.rtGopyk = rts[0], rts[1]
+	r.rtLocal, r.rtGopyk, r.rtSession = rts[0], rts[1], rts[2]
 	r.rtSSH = map[string][]time.Duration{}
 	for i, m := range modes {
-		r.rtSSH[m.name] = rts[2+i]
+		r.rtSSH[m.name] = rts[3+i]
 	}
 	return nil
 }

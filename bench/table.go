@@ -62,6 +62,16 @@ func (r *results) markdown() string {
 	}
 	w("| %d MB of stream output on iopub (median of %d) | %.1f MB/s | %.1f MB/s%s | | ≥ 0.80× local | %s | 19.9 vs 34.1 MB/s (0.58×) |",
 		r.opts.mb, len(r.tpGopyk), lt, gt, tpRatio, verdict(lt > 0 && gt > 0, gt >= 0.8*lt))
+	// The session path (one exec session carries every stream, for servers
+	// that refuse forwarding) beside the forwarding path: no target of its own.
+	if srt := median(r.rtSession); srt > 0 && grt > 0 {
+		w("| session path (`--streams session`): execute round trip (median / p99 of %d) | %s | %s | forwarding (gopyk column above): %s; session / forwarding %.2f× | | | — |",
+			r.opts.roundTrips, medP99(r.rtLocal), medP99(r.rtSession), medP99(r.rtGopyk), float64(srt)/float64(grt))
+	}
+	if st := medianF(r.tpSession); st > 0 && gt > 0 {
+		w("| session path: %d MB of stream output on iopub (median of %d) | %.1f MB/s | %.1f MB/s | forwarding: %.1f MB/s; session / forwarding %.2f× | | | — |",
+			r.opts.mb, len(r.tpSession), lt, st, gt, st/gt)
+	}
 
 	ir := r.idle
 	measured := ir.window > 0
