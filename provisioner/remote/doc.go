@@ -39,6 +39,12 @@
 // side is away for the grace period. After the reply line both directions
 // carry frames (FrameData, FrameAck, FrameFin).
 //
+// Mux (ActionMux, Carrier): for servers that refuse forwarding, an exec
+// session whose stdin/stdout, after the reply, carry many connections to
+// unix sockets on the remote (the control socket), framed by package mux.
+// ActionForwardProbe opens a throw-away unix socket so that gopyk list can
+// tell whether the server forwards to it (ProbeForward).
+//
 // Launcher slurm (Params.Launcher): the supervisor stays on the login node
 // (the SSH target) and submits the kernel with `sbatch --parsable [args]
 // job.sh`; job.sh (in the run dir, no key) first writes into the connection
