@@ -219,7 +219,7 @@ func dialUser(s *Settings) string {
 		return s.User
 	}
 	if u, err := user.Current(); err == nil {
-		return u.Username
+		return userName(u)
 	}
 	return ""
 }

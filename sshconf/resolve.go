@@ -31,7 +31,7 @@ type localEnv struct {
 func currentLocalEnv() (localEnv, error) {
 	l := localEnv{lookupEnv: os.LookupEnv}
 	if u, err := user.Current(); err == nil {
-		l.home, l.user, l.uid = u.HomeDir, u.Username, u.Uid
+		l.home, l.user, l.uid = u.HomeDir, userName(u), u.Uid
 	} else {
 		l.home, l.user, l.uid = os.Getenv("HOME"), os.Getenv("USER"), fmt.Sprint(os.Getuid())
 	}

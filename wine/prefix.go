@@ -99,10 +99,20 @@ func (p *Prefix) Command(ctx context.Context, exe string, args ...string) *exec.
 	return cmd
 }
 
-// CommandLine is Command as one shell word list, for ssh's ProxyCommand.
+// CommandLine is Command as a sh command line, for ssh's ProxyCommand.
 func (p *Prefix) CommandLine(exe string, args ...string) string {
 	w := []string{"env", "-u", "DISPLAY", "WINEPREFIX=" + p.Dir, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=", p.wine, exe}
-	return strings.Join(append(w, args...), " ")
+	w = append(w, args...)
+	for i, a := range w {
+		w[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(w, " ")
+}
+
+// WindowsPath is the path a Windows program under wine sees for a local
+// file: wine's drive Z: is /.
+func WindowsPath(unixPath string) string {
+	return "Z:" + strings.ReplaceAll(unixPath, "/", `\`)
 }
 
 // Close stops the prefix's wineserver and removes the prefix.

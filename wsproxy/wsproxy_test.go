@@ -405,14 +405,16 @@ func TestPingTimeout(t *testing.T) {
 // Pings that are answered keep the connection and do not disturb the stream.
 func TestPingAnswered(t *testing.T) {
 	s := newServer(t, nil)
-	in, out, res := runBridge(t, Options{URL: s.wsURL(), PingInterval: 50 * time.Millisecond})
+	// Each pong has an interval to come back: 250 ms, not less, or a loaded
+	// machine (or wine, with Windows's 15.6 ms timer ticks) misses one.
+	in, out, res := runBridge(t, Options{URL: s.wsURL(), PingInterval: 250 * time.Millisecond})
 	buf := make([]byte, 3)
 	for i := 0; i < 10; i++ {
 		in.Write([]byte("abc"))
 		if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "abc" {
 			t.Fatalf("round %d: %q %v", i, buf, err)
 		}
-		time.Sleep(30 * time.Millisecond) // spans several ping intervals on purpose
+		time.Sleep(100 * time.Millisecond) // spans several ping intervals on purpose
 	}
 	in.Close()
 	if err := wait(t, res, 10*time.Second); err != nil {
