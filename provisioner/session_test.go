@@ -92,3 +92,36 @@ func TestForcedSession(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "no remote processes", func() bool { return len(b.sshd.SessionPIDs()) == 0 })
 }
+
+// A persistent kernel left on the session path and attached again (what
+// gopyk-kernel --existing does) keeps its state, and shuts down cleanly.
+func TestSessionLeaveAndAttach(t *testing.T) {
+	b := newBedWith(t, testbed.Options{IsolateHome: true, Forwarding: testbed.ForwardingDisabled})
+	b.cfg.Persistent = true
+	k := b.launch(t)
+	if got := execute(t, k, "kept = 'yes'; kept"); got != "'yes'" {
+		t.Fatalf("kept = %q", got)
+	}
+	st := k.State()
+	if err := k.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := b.cfg
+	cfg.Local.ShellPort, cfg.Local.IOPubPort, cfg.Local.StdinPort, cfg.Local.ControlPort, cfg.Local.HBPort = 0, 0, 0, 0, 0
+	k2, err := Attach(ctx, cfg, st)
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if got := execute(t, k2, "kept"); got != "'yes'" {
+		t.Fatalf("after attach: kept = %q", got)
+	}
+	if n := b.log.count("refuses forwarding to unix sockets"); n != 2 {
+		t.Errorf("%d INFO lines about the refused forward, want one per launcher", n)
+	}
+	if err := k2.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "no remote processes", func() bool { return len(b.sshd.SessionPIDs()) == 0 })
+}
