@@ -70,6 +70,12 @@ cross:
 	  GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./cmd/gopyk ./cmd/gopyk-kernel || { echo "cross: $$t failed"; exit 1; }; \
 	  echo "  $$t ok"; \
 	done
+	@# macOS and Windows tests compile (Windows ones also run under wine, test-windows).
+	@for os in darwin windows; do \
+	  GOOS=$$os $(GO) vet ./... || { echo "cross: go vet for $$os failed"; exit 1; }; \
+	  d=$$(mktemp -d); GOOS=$$os $(GO) test -c -o $$d/ $$(GOOS=$$os $(GO) list ./...) >/dev/null || { rm -rf $$d; echo "cross: go test -c for $$os failed"; exit 1; }; rm -rf $$d; \
+	  echo "  $$os vet and test -c ok"; \
+	done
 
 # A throwaway sshd on loopback (run as you, no root), a kernel launched, used and shut down through it.
 demo: build

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures gopyk against its baselines on one test bed in one
 // run (`make bench`, or `go run ./bench` from the repository root after
 // `make build`), so that the ratios hold on a noisy machine: a real OpenSSH

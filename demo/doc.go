@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command demo drives gopyk programmatically against an embedded default: a
 // throwaway OpenSSH sshd on loopback (run as you; no root needed), through which
 // it launches a persistent remote kernel, runs code, leaves, re-attaches and

@@ -49,17 +49,17 @@ func haveTTY() bool {
 func readTTY(in, out *os.File, question string, echo bool) (string, error) {
 	fd := int(in.Fd())
 	if !echo {
-		old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err != nil {
 			return "", fmt.Errorf("read the terminal's settings: %w", err)
 		}
 		quiet := *old
 		quiet.Lflag &^= unix.ECHO
 		quiet.Lflag |= unix.ICANON | unix.ECHONL
-		if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		if err := unix.IoctlSetTermios(fd, ioctlSetTermios, &quiet); err != nil {
 			return "", fmt.Errorf("turn the terminal's echo off: %w", err)
 		}
-		defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+		defer unix.IoctlSetTermios(fd, ioctlSetTermios, old)
 	}
 	if _, err := out.WriteString(question); err != nil {
 		return "", err
