@@ -42,9 +42,14 @@ func TestJupyterServerSessionPath(t *testing.T) {
 // checks, and the launcher says once that it uses the session).
 func TestNetnsOutage30sSession(t *testing.T) {
 	t.Parallel()
-	e, ns := newNetEnvWith(t, 60, testbed.NoStreamLocal)
-	runChild(t, e, ns, childConfig{Mode: "outage", Outages: 1, Down: 30 * time.Second, Session: true}, 3*time.Minute)
-	waitNoSessions(t, e)
+	for _, fw := range refusing {
+		t.Run(settingName(fw), func(t *testing.T) {
+			t.Parallel()
+			e, ns := newNetEnvWith(t, 60, fw)
+			runChild(t, e, ns, childConfig{Mode: "outage", Outages: 1, Down: 30 * time.Second, Session: true}, 3*time.Minute)
+			waitNoSessions(t, e)
+		})
+	}
 }
 
 // Failed launches leave nothing on the remote 3 s after gopyk-kernel exits:
