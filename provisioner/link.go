@@ -83,8 +83,10 @@ func forwardRefused(err error) bool {
 	return errors.As(err, &oce) && (oce.Reason == ssh.Prohibited || oce.Reason == ssh.ConnectionFailed)
 }
 
-// refusedError is a forced forward on a server that refuses it.
+// refusedError is a forced forward on a server that refuses it. It does not
+// wrap err: sshd's answer also reads as remote.ErrGone, and the kernel is
+// not gone.
 func refusedError(host, spec string, err error) error {
-	return fmt.Errorf("%s refuses to forward to the supervisor's unix socket (sshd_config AllowStreamLocalForwarding no, or DisableForwarding yes): %w; "+
+	return fmt.Errorf("%s refuses to forward to the supervisor's unix socket (sshd_config AllowStreamLocalForwarding no, or DisableForwarding yes): %v; "+
 		"fix: gopyk edit --kernel-name %s --streams auto (one exec session carries every stream), or ask for AllowStreamLocalForwarding yes", host, err, spec)
 }

@@ -4,6 +4,7 @@ package provisioner
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/testbed"
 )
 
@@ -127,3 +129,17 @@ func TestSessionLeaveAndAttach(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "no remote processes", func() bool { return len(b.sshd.SessionPIDs()) == 0 })
 }
+
+// The refusal of a forced forward is not the kernel being gone (which
+// sshd's answer would also read as): a reconnect keeps trying.
+func TestRefusedIsNotGone(t *testing.T) {
+	err := refusedError("h", "s", &goneLike{})
+	if errors.Is(err, remote.ErrGone) {
+		t.Errorf("%v reads as ErrGone", err)
+	}
+}
+
+type goneLike struct{}
+
+func (*goneLike) Error() string        { return "gone" }
+func (*goneLike) Is(target error) bool { return target == remote.ErrGone }
