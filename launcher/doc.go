@@ -20,6 +20,12 @@
 // rewritten after every launch, attach and restart and removed when the kernel
 // is shut down.
 //
+// On Windows Jupyter interrupts by setting the event whose handle is in
+// JPY_INTERRUPT_EVENT and passes a process handle in JPY_PARENT_PID; both
+// are waited on (parent_windows.go) and turned into the same requests.
+// Ctrl+C, Ctrl+Break and closing the console stand for SIGINT, SIGQUIT and
+// SIGTERM there, and there is no Ctrl+D menu.
+//
 // Signals and stdin are handled by one dispatcher goroutine, so a request to
 // stop cancels a launch or restart in progress instead of queueing behind it;
 // signals that arrive before the kernel is ready (other than stop requests)
