@@ -3,12 +3,14 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,25 +21,24 @@ import (
 
 	"github.com/gopyk/gopyk/testbed"
 	"github.com/gopyk/gopyk/wine"
+	"github.com/gopyk/gopyk/wire"
 )
 
-// TestWine runs the Windows gopyk.exe under Debian's wine: `gopyk.exe add`
-// writes a spec Jupyter on Windows can start, and Linux OpenSSH reaches the
-// test sshd through `wine gopyk.exe ws-proxy` and websockify, as Windows
-// OpenSSH's ssh.exe does with the same ProxyCommand.
-func TestWine(t *testing.T) {
+// wineBed builds the Windows gopyk.exe and gopyk-kernel.exe (and the
+// winjupyter stand-in) into a temporary dir and makes a wine prefix.
+func wineBed(t *testing.T) (*wine.Prefix, string) {
+	t.Helper()
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "../cmd/gopyk", "../cmd/gopyk-kernel")
+	build := exec.Command("go", "build", "-o", bin+"/", "../cmd/gopyk", "../cmd/gopyk-kernel", "./testdata/winjupyter")
 	build.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build gopyk.exe: %v\n%s", err, out)
+		t.Fatalf("build the Windows binaries: %v\n%s", err, out)
 	}
-	gopykExe := filepath.Join(bin, "gopyk.exe")
 	dir, err := os.MkdirTemp("", "gopyk-wine-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(dir)
+	os.Remove(dir) // wine.New makes it
 	t0 := time.Now()
 	p, err := wine.New(context.Background(), dir)
 	if err != nil {
@@ -45,6 +46,16 @@ func TestWine(t *testing.T) {
 	}
 	t.Logf("wine prefix ready in %v", time.Since(t0).Round(time.Millisecond))
 	t.Cleanup(func() { p.Close() })
+	return p, bin
+}
+
+// TestWine runs the Windows gopyk.exe under Debian's wine: `gopyk.exe add`
+// writes a spec Jupyter on Windows can start, and Linux OpenSSH reaches the
+// test sshd through `wine gopyk.exe ws-proxy` and websockify, as Windows
+// OpenSSH's ssh.exe does with the same ProxyCommand.
+func TestWine(t *testing.T) {
+	p, bin := wineBed(t)
+	gopykExe := filepath.Join(bin, "gopyk.exe")
 
 	t.Run("add", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -164,4 +175,106 @@ func TestWine(t *testing.T) {
 		}
 		t.Logf("stderr: %s", msg)
 	})
+}
+
+// TestWineJupyterHandles is gopyk-kernel.exe under wine as Jupyter on Windows
+// starts it (winjupyter: a real interrupt event and a real handle on the
+// parent process), with a real ipykernel behind the test sshd: each set of
+// the event interrupts the running cell once, and the parent's exit shuts
+// the remote kernel down.
+func TestWineJupyterHandles(t *testing.T) {
+	p, bin := wineBed(t)
+	sshd := testbed.SSHDForTest(t, testbed.Options{})
+	dir := t.TempDir()
+	// The ssh config as a Windows user writes it: Windows paths.
+	cfg := filepath.Join(dir, "ssh_config")
+	block := sshd.ConfigBlockAt("gpk-win", sshd.Port, wine.WindowsPath(sshd.KnownHosts))
+	block = strings.Replace(block, "IdentityFile "+sshd.ClientKey, "IdentityFile "+wine.WindowsPath(sshd.ClientKey), 1)
+	if err := os.WriteFile(cfg, []byte(block), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if out, err := p.Command(ctx, filepath.Join(bin, "gopyk.exe"), "add", "--kernel-name", "gpk_win", "--ssh-host-alias", "gpk-win",
+		"--ssh-config", wine.WindowsPath(cfg), "--remote-kernel-name", "python3", "--remote-python", python).CombinedOutput(); err != nil {
+		t.Fatalf("gopyk.exe add: %v\n%s", err, out)
+	}
+
+	cf, logf := filepath.Join(dir, "kernel-win.json"), filepath.Join(dir, "kernel.log")
+	jup := p.Command(ctx, filepath.Join(bin, "winjupyter.exe"), wine.WindowsPath(logf),
+		filepath.Join(bin, "gopyk-kernel.exe"), "--kernel", "gpk_win", "--connection-file", wine.WindowsPath(cf))
+	stdin, _ := jup.StdinPipe()
+	stdout, _ := jup.StdoutPipe()
+	jup.Stderr = os.Stderr
+	if err := jup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	defer func() {
+		stdin.Close()
+		jup.Wait()
+	}()
+	if l := <-lines; !strings.HasPrefix(l, "started ") {
+		t.Fatalf("winjupyter said %q, want started", l)
+	}
+	log := func() string { b, _ := os.ReadFile(logf); return string(b) }
+	waitFor(t, 90*time.Second, "gopyk-kernel.exe ready", func() bool {
+		if l := log(); strings.Contains(l, " ERROR]") || strings.Contains(l, "gopyk-kernel: error") {
+			t.Fatalf("gopyk-kernel.exe:\n%s", log())
+		}
+		return strings.Contains(log(), "kernel ready")
+	})
+
+	ci, err := wire.ReadConnInfo(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, time.Minute)
+	defer dcancel()
+	c, err := wire.Dial(dctx, ci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitReady(dctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := execute(t, c, "6*7"); r.Result != "42" {
+		t.Fatalf("6*7 = %+v", r)
+	}
+	sets := 0
+	set := func() {
+		sets++
+		fmt.Fprintln(stdin, "interrupt")
+		if l := <-lines; l != "set" {
+			t.Fatalf("winjupyter said %q, want set", l)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		interruptSleep(t, c, set)
+	}
+	waitFor(t, 10*time.Second, "one interrupt logged per set", func() bool {
+		return strings.Count(log(), "kernel interrupted by=JPY_INTERRUPT_EVENT") == sets
+	})
+	if r := execute(t, c, "6*7"); r.Result != "42" {
+		t.Fatalf("after the interrupts 6*7 = %+v", r)
+	}
+
+	// Jupyter goes away: gopyk-kernel.exe shuts the remote kernel down.
+	fmt.Fprintln(stdin, "exit")
+	waitFor(t, 60*time.Second, "gopyk-kernel.exe to shut down after its parent", func() bool {
+		return strings.Contains(log(), "kernel shut down") && len(cmdlinesWith(wine.WindowsPath(cf))) == 0
+	})
+	if !strings.Contains(log(), "JPY_PARENT_PID) is gone") {
+		t.Errorf("the shutdown does not name the parent:\n%s", log())
+	}
+	wsWaitNoSessions(t, sshd, 30*time.Second)
+	t.Logf("%d interrupts through JPY_INTERRUPT_EVENT", sets)
 }
