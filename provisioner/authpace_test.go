@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,7 +99,16 @@ func TestReloginPacedAfterDrop(t *testing.T) {
 	execute(t, k, "z = 7")
 
 	setAnswer("wrong-" + pw[:3])
-	sshd.KillConns()
+	// A network drop goes silent before anything closes: freeze the
+	// connection until keepalive notices, then end it. (A connection that
+	// closes while its lease pings were on time reads, to the supervisor,
+	// as a killed gopyk-kernel, and the kernel would stop within seconds.)
+	frozen := sshd.ConnPIDs()
+	sshd.Freeze()
+	waitFor(t, 30*time.Second, "the drop noticed", func() bool { return b.log.count("connection lost, reconnecting") == 1 })
+	for _, pid := range frozen { // not the re-login that may already be on its way
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	waitFor(t, 30*time.Second, "three refused logins", func() bool { return b.log.count("refused_in_window=3") == 1 })
 	if n := failed(); n != 3 {
 		t.Fatalf("%d failed logins in sshd's log, want 3 (one per attempt)", n)

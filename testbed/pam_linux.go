@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -25,29 +26,52 @@ var (
 	passwordErr  error
 )
 
-// UserPassword gives PasswordUser a fresh random password (once per test
-// process, through chpasswd's stdin: never on a command line) and returns it.
+// passwordFile holds PasswordUser's password for every test process of
+// this boot: `go test ./...` runs several packages at once, and each setting
+// its own password would refuse the others' logins mid-test. Root only.
+const passwordFile = "/run/gopyk-test-gpk14pw.password"
+
+// UserPassword gives PasswordUser a random password (once per boot, shared
+// by every test process under a lock; set through chpasswd's stdin, never
+// on a command line) and returns it.
 func UserPassword(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("testbed: password logins need sshd and chpasswd as root (CI runs as root)")
 	}
-	passwordOnce.Do(func() {
-		b := make([]byte, 12)
-		rand.Read(b)
-		password = "Gpk14-" + hex.EncodeToString(b)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "chpasswd")
-		cmd.Stdin = strings.NewReader(PasswordUser + ":" + password + "\n")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			passwordErr = fmt.Errorf("testbed: set the password of %s (run make setup to create the user): %v: %s", PasswordUser, err, out)
-		}
-	})
+	passwordOnce.Do(func() { password, passwordErr = sharedPassword() })
 	if passwordErr != nil {
 		t.Fatal(passwordErr)
 	}
 	return password
+}
+
+func sharedPassword() (string, error) {
+	lock, err := os.OpenFile(passwordFile+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("testbed: lock %s: %w", passwordFile, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("testbed: lock %s: %w", passwordFile, err)
+	}
+	if b, err := os.ReadFile(passwordFile); err == nil && len(b) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	pw := "Gpk14-" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "chpasswd")
+	cmd.Stdin = strings.NewReader(PasswordUser + ":" + pw + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testbed: set the password of %s (run make setup to create the user): %v: %s", PasswordUser, err, out)
+	}
+	if err := os.WriteFile(passwordFile+".tmp", []byte(pw+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return pw, os.Rename(passwordFile+".tmp", passwordFile)
 }
 
 // PAMService writes /etc/pam.d/<name> with body under a name unique to
