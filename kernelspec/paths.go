@@ -21,6 +21,10 @@ import (
 //   - On macOS the Python user-site dir (~/Library/Python/X.Y/share/jupyter)
 //     depends on the Python version and is left out.
 
+// goos is runtime.GOOS; tests on Linux set it to "darwin" to check the
+// macOS branches against jupyter_core's own (sys.platform == "darwin").
+var goos = runtime.GOOS
+
 // SysPrefixEnv names the variable that stands in for Python's sys.prefix.
 const SysPrefixEnv = "GOPYK_SYS_PREFIX"
 
@@ -34,7 +38,7 @@ func SysPrefix() string {
 	if p := os.Getenv(SysPrefixEnv); p != "" {
 		return p
 	}
-	if runtime.GOOS == "windows" {
+	if goos == "windows" {
 		return ""
 	}
 	return "/usr"
@@ -46,7 +50,7 @@ func DataDir() string {
 		return d
 	}
 	home := homeDir()
-	switch runtime.GOOS {
+	switch goos {
 	case "darwin":
 		return pjoin(home, "Library", "Jupyter")
 	case "windows":
@@ -133,7 +137,7 @@ func PrefixKernelDir(prefix string) (string, error) {
 }
 
 func systemPath() []string {
-	if runtime.GOOS == "windows" {
+	if goos == "windows" {
 		if pd := os.Getenv("PROGRAMDATA"); pd != "" {
 			return []string{pjoin(pd, "jupyter")}
 		}
@@ -150,7 +154,7 @@ func homeDir() string { return resolve(expandHome()) }
 
 // expandHome is Python's os.path.expanduser("~") on POSIX.
 func expandHome() string {
-	if runtime.GOOS == "windows" {
+	if goos == "windows" {
 		h, _ := os.UserHomeDir() // %USERPROFILE%, as Python's expanduser there
 		return h
 	}
@@ -169,13 +173,13 @@ func expandHome() string {
 // userBase is site.getuserbase() when site.ENABLE_USER_SITE is true on Linux
 // and Windows, "" when Python would not add a user-site dir.
 func userBase() string {
-	if os.Getenv("PYTHONNOUSERSITE") != "" || (runtime.GOOS != "linux" && runtime.GOOS != "windows") {
+	if os.Getenv("PYTHONNOUSERSITE") != "" || (goos != "linux" && goos != "windows") {
 		return ""
 	}
 	if b := os.Getenv("PYTHONUSERBASE"); b != "" {
 		return b
 	}
-	if runtime.GOOS == "windows" { // site.py: %APPDATA%\Python, else ~\Python
+	if goos == "windows" { // site.py: %APPDATA%\Python, else ~\Python
 		base := os.Getenv("APPDATA")
 		if base == "" {
 			base = expandHome()

@@ -19,7 +19,7 @@ import (
 // because jupyter_core reads it at import time; that is how GOPYK_SYS_PREFIX
 // is compared.
 type oracle struct {
-	Data, Runtime string
+	Data, Runtime string // jupyter_data_dir(), jupyter_runtime_dir()
 	Path, Kernels []string
 }
 
@@ -35,6 +35,7 @@ func pythonPaths(startEnv []string, envs []map[string]string) ([]oracle, error) 
 import importlib, json, os, site, sys
 import jupyter_core.paths as p
 from jupyter_client.kernelspec import KernelSpecManager as K
+import IPython.paths  # before sys.platform is set to "darwin": importing it then fails
 base = dict(os.environ)
 out = []
 for env in json.loads(sys.stdin.read()):
@@ -42,6 +43,7 @@ for env in json.loads(sys.stdin.read()):
     os.environ.update(base)
     os.environ.update(env)
     sys.prefix = env.get("GOPYK_SYS_PREFIX") or "/usr"
+    sys.platform = env.pop("_PLATFORM", "linux")
     importlib.reload(p)
     site.USER_BASE = None
     out.append({"data": p.jupyter_data_dir(), "runtime": p.jupyter_runtime_dir(),
@@ -178,5 +180,75 @@ func TestPrefixKernelDir(t *testing.T) {
 	wd, _ := os.Getwd()
 	if want := filepath.Join(wd, "pfx", "share", "jupyter", "kernels"); got != want {
 		t.Errorf("PrefixKernelDir(pfx) = %q, want %q", got, want)
+	}
+}
+
+// TestPathsMatchJupyterOnMacOS runs the macOS branches here, against
+// jupyter_core's own (sys.platform set to "darwin" before the calls). The
+// Python user site is off on both sides: its macOS location depends on the
+// Python build (paths.go leaves it out).
+func TestPathsMatchJupyterOnMacOS(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the oracle is Debian's jupyter_core")
+	}
+	t.Cleanup(func() { goos = runtime.GOOS })
+	tmp := t.TempDir()
+	home := filepath.Join(tmp, "home")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []map[string]string{
+		{"HOME": home},
+		{"HOME": home + "/", "JUPYTER_PATH": tmp + "/a:" + tmp + "/b"},
+		{"HOME": home, "JUPYTER_DATA_DIR": tmp + "/data", "JUPYTER_RUNTIME_DIR": tmp + "/rt"},
+		{"HOME": home, "XDG_DATA_HOME": tmp + "/xdg"}, // not used on macOS
+		{"HOME": home, SysPrefixEnv: "/opt/homebrew"},
+		{"HOME": home, SysPrefixEnv: tmp + "/conda", "JUPYTER_PREFER_ENV_PATH": "1", "IPYTHONDIR": tmp + "/ipy"},
+	}
+	var base []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(pathVars, k) {
+			base = append(base, kv)
+		}
+	}
+	var envs []map[string]string
+	for _, c := range cases {
+		e := map[string]string{"_PLATFORM": "darwin", "PYTHONNOUSERSITE": "1"}
+		for k, v := range c {
+			e[k] = v
+		}
+		envs = append(envs, e)
+	}
+	want, err := pythonPaths(append(base, "PYTHONNOUSERSITE=1"), envs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(want[0].Data, "/Library/Jupyter") {
+		t.Fatalf("the oracle did not take its macOS branch: data dir %q", want[0].Data)
+	}
+	goos = "darwin"
+	for i, c := range cases {
+		for _, v := range pathVars {
+			t.Setenv(v, "")
+			os.Unsetenv(v)
+		}
+		os.Setenv("PYTHONNOUSERSITE", "1")
+		for k, v := range c {
+			os.Setenv(k, v)
+		}
+		w := want[i]
+		if got := DataDir(); got != w.Data {
+			t.Errorf("case %d: DataDir() = %q, jupyter_core on macOS says %q", i, got, w.Data)
+		}
+		if got := RuntimeDir(); got != w.Runtime {
+			t.Errorf("case %d: RuntimeDir() = %q, jupyter_core on macOS says %q", i, got, w.Runtime)
+		}
+		if got := JupyterPath(); !reflect.DeepEqual(got, w.Path) {
+			t.Errorf("case %d: JupyterPath() = %q\njupyter_core on macOS says %q", i, got, w.Path)
+		}
+		if got := Path(); !reflect.DeepEqual(got, w.Kernels) {
+			t.Errorf("case %d: Path() = %q\nKernelSpecManager on macOS says %q", i, got, w.Kernels)
+		}
 	}
 }
