@@ -167,16 +167,20 @@ func TestRemoteScriptGarbage(t *testing.T) {
 	}
 	k, _ := e.launch()
 	shutdown(k)
-	scripts, _ := filepath.Glob(filepath.Join(e.sshd.Home, ".gopyk", "launcher-*.py"))
-	if len(scripts) != 1 {
-		t.Fatalf("cached launcher scripts: %v", scripts)
+	pkg, _ := filepath.Glob(filepath.Join(e.sshd.Home, ".gopyk", "launcher-*", "gopyk"))
+	if len(pkg) != 1 {
+		t.Fatalf("cached launchers: %v", pkg)
+	}
+	scripts, _ := filepath.Glob(filepath.Join(pkg[0], "*.py"))
+	if len(scripts) < 2 {
+		t.Fatalf("cached launcher modules: %v", scripts)
 	}
 	good, _ := os.ReadFile(scripts[0])
 	for _, victim := range []string{"script", "bytecode"} {
 		t.Run(victim, func(t *testing.T) {
 			files := scripts
 			if victim == "bytecode" {
-				files, _ = filepath.Glob(filepath.Join(e.sshd.Home, ".gopyk", "__pycache__", "*"))
+				files, _ = filepath.Glob(filepath.Join(pkg[0], "__pycache__", "*"))
 				if len(files) == 0 {
 					t.Skip("the remote launcher keeps no bytecode cache")
 				}

@@ -2,7 +2,8 @@
 // stdin/stdout of one exec session (or of an ssh client subprocess) that runs
 // the remote launcher's mux action, for servers that refuse SSH forwarding.
 // The client opens streams to unix sockets on the far side; the far side is
-// launcher.py (class Mux) or, in tests, Serve.
+// the remote launcher (provisioner/remote/gopyk/mux.py, class Mux) or, in
+// tests, Serve.
 //
 // Frames, both ways: a type byte, a 4-byte big-endian stream id, a 4-byte
 // big-endian payload length, the payload (at most MaxPayload bytes):

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Frame types; launcher.py (class Mux) has the same.
+// Frame types; the remote launcher (provisioner/remote/gopyk/mux.py, class Mux) has the same.
 const (
 	frameOpen   = 'O'
 	frameAccept = 'A'

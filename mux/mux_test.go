@@ -13,7 +13,7 @@ import (
 )
 
 // pair joins a client and a server session with two pipes; the server dials
-// unix sockets like launcher.py does.
+// unix sockets like the remote launcher's mux.py does.
 func pair(t *testing.T) (*Session, *Session) {
 	t.Helper()
 	cr, sw := io.Pipe()

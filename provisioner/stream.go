@@ -14,7 +14,7 @@ import (
 	"github.com/gopyk/gopyk/provisioner/remote"
 )
 
-// Stream tuning; the supervisor's side has the same in launcher.py.
+// Stream tuning; the supervisor's side has the same in remote/gopyk/relay.py.
 const (
 	streamCap   = 2 << 20   // unacknowledged bytes kept; reading the client stops beyond (x/crypto's window is 2 MiB too)
 	ackEvery    = 256 << 10 // acknowledge received data at least this often

@@ -17,8 +17,8 @@ import (
 	"github.com/gopyk/gopyk/provisioner/remote"
 )
 
-// fakeRelay is the supervisor's side of relayed streams (launcher.py, class
-// Stream) in process, over links that can be cut the way a dead network
+// fakeRelay is the supervisor's side of relayed streams (remote/gopyk/relay.py,
+// class Stream) in process, over links that can be cut the way a dead network
 // cuts them: writes vanish, reads wait, and nobody knows until the
 // connection is declared lost. The e2e tests run the real one.
 type fakeRelay struct {

@@ -1,39 +1,120 @@
 package remote
 
 import (
+	"bytes"
+	"compress/zlib"
 	"crypto/sha256"
-	_ "embed"
+	"embed"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
-// Script is the remote launcher (Python 3.6+, standard library only).
+// Modules is the remote launcher: the Python package gopyk (Python 3.6+,
+// standard library only), one module per job; gopyk/__init__.py maps them.
 //
-//go:embed launcher.py
-var Script []byte
+//go:embed gopyk/*.py
+var Modules embed.FS
 
 // Magic starts every framed line the remote side writes on stdout; anything
 // else there (shell rc-file noise) is ignored.
 const Magic = "@@gopyk1@@"
 
-var scriptHash = func() string {
-	sum := sha256.Sum256(Script)
-	return hex.EncodeToString(sum[:])
+// pkg is the launcher as the remote side caches it, built once.
+var pkg = func() struct {
+	names   []string
+	sources map[string][]byte
+	hash    string
+	upload  []byte
+} {
+	ents, err := fs.Glob(Modules, "gopyk/*.py")
+	if err != nil || len(ents) == 0 {
+		panic(fmt.Sprintf("remote: no launcher modules embedded: %v", err))
+	}
+	sort.Strings(ents)
+	var p struct {
+		names   []string
+		sources map[string][]byte
+		hash    string
+		upload  []byte
+	}
+	p.sources = map[string][]byte{}
+	text := map[string]string{}
+	h := sha256.New()
+	for _, e := range ents {
+		src, err := Modules.ReadFile(e)
+		if err != nil {
+			panic(err)
+		}
+		if !utf8.Valid(src) {
+			panic("remote: " + e + " is not UTF-8") // JSON would change it
+		}
+		name := path.Base(e)
+		p.names = append(p.names, name)
+		p.sources[name] = src
+		text[name] = string(src)
+		// The bootstrap's V() hashes the same: name NUL length NUL source.
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(src))
+		h.Write(src)
+	}
+	p.hash = hex.EncodeToString(h.Sum(nil))
+	// JSON (keys sorted) in zlib: both cost the remote python almost nothing
+	// to import, where zipfile costs it tens of ms. The hash covers the
+	// sources, not these bytes.
+	var js bytes.Buffer
+	enc := json.NewEncoder(&js)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(text); err != nil {
+		panic(err)
+	}
+	var zb bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&zb, zlib.BestCompression)
+	if _, err := zw.Write(js.Bytes()); err != nil {
+		panic(err)
+	}
+	if err := zw.Close(); err != nil {
+		panic(err)
+	}
+	p.upload = zb.Bytes()
+	return p
 }()
 
-// Hash is the hex SHA-256 of Script.
-func Hash() string { return scriptHash }
+// Artifact is what is uploaded when the remote cache lacks the launcher: a
+// JSON object mapping each module's file name to its source, zlib-compressed.
+func Artifact() []byte { return pkg.upload }
 
-// CachePath is where the remote side caches Script, relative to the remote home.
-func CachePath() string { return ".gopyk/launcher-" + scriptHash[:16] + ".py" }
+// ModuleNames lists the launcher's modules (file names, sorted).
+func ModuleNames() []string { return slices.Clone(pkg.names) }
 
-// bootstrap runs Script from the cache, or asks for it on stdout and reads it
-// from stdin when the cache is missing or damaged. The bytecode is cached too
-// (__pycache__, as for any module): compiling the script costs more than
-// starting python. It must parse under Python 2 too (to say "too old"), and
-// it reaches the login shell inside single quotes: no single quote, no
-// backslash, no "!" (csh history). hashlib would load OpenSSL (10 ms): the
-// built-in _sha256 (_sha2 from 3.12) is used when present.
+// ModuleSource is the source of one module (a name from ModuleNames).
+func ModuleSource(name string) []byte { return pkg.sources[name] }
+
+// Hash is the hex SHA-256 over every module: for each in name order, the
+// name, a NUL, its length in decimal, a NUL and its source.
+func Hash() string { return pkg.hash }
+
+// CachePath is the directory where the remote side caches the launcher,
+// relative to the remote home; the package is in its gopyk/ subdirectory.
+func CachePath() string { return ".gopyk/launcher-" + pkg.hash[:16] }
+
+// bootstrap runs the launcher from the cache, or asks for it on stdout and
+// reads it from stdin (Artifact) when the cache is missing or damaged (every
+// module is hashed on every run: reading them costs less than starting
+// python). It is written once, into a private directory named by the
+// hash and renamed into place whole, and run from there by the ordinary
+// import machinery, so that the bytecode is cached (__pycache__): compiling
+// costs more than starting python. When the home cannot hold it, the
+// launcher runs from memory (CACHE_WARNING says why). It must parse under
+// Python 2 too (to say "too old"), and it reaches the login shell inside
+// single quotes: no single quote, no backslash, no "!" (csh history).
+// hashlib would load OpenSSL (10 ms): the built-in _sha256 (_sha2 from 3.12)
+// is used when present.
 const bootstrap = `import sys,os
 def F(**o):
   import json
@@ -49,36 +130,69 @@ except ImportError:
     from hashlib import sha256
 H="HASH"
 d=os.path.join(os.path.expanduser("~"),".gopyk")
-f=os.path.join(d,"launcher-"+H[:16]+".py")
+r=os.path.join(d,"launcher-"+H[:16])
+J=os.path.join
 i=sys.stdin.buffer
 P=i.readline()
 W=""
-try:
-  with open(f,"rb") as x:s=x.read()
-except OSError:s=b""
-if not sha256(s).hexdigest()==H:
+M=None
+def V(m):
+  h=sha256()
+  for n in sorted(m):h.update(n.encode()+b"%c%d%c"%(0,len(m[n]),0)+m[n])
+  return h.hexdigest()
+def R(p):
+  m={}
+  for n in os.listdir(p):
+    if n.endswith(".py"):
+      with open(J(p,n),"rb") as x:m[n]=x.read()
+  return m
+try:ok=V(R(J(r,"gopyk")))==H
+except OSError:ok=False
+if not ok:
   F(op="upload")
   n=int(i.readline() or -1);s=i.read(n)
-  if not sha256(s).hexdigest()==H:
+  try:
+    import json,zlib
+  except ImportError:
+    F(ok=False,code="upload",error="%s lacks the zlib module, which gopyk needs to receive its launcher: use a python built with zlib"%sys.executable);sys.exit(3)
+  try:M=dict((k,v.encode()) for k,v in json.loads(zlib.decompress(s).decode()).items())
+  except Exception:M={}
+  if not V(M)==H:
     F(ok=False,code="upload",error="the uploaded launcher does not match its hash");sys.exit(3)
+  t=r+".%d.tmp"%os.getpid()
   try:
-    os.makedirs(d,0o700,exist_ok=True);os.makedirs(os.path.join(d,"__pycache__"),0o700,exist_ok=True);t=f+".%d.tmp"%os.getpid()
-    o=os.open(t,os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o600);os.write(o,s);os.close(o);os.rename(t,f)
-  except OSError as e:W="cannot cache the launcher in %s: %s"%(f,e)
-c=None
-if not W:
-  try:
-    from importlib.machinery import SourceFileLoader as L
-    c=L("gopyk_launcher",f).get_code("gopyk_launcher")
-  except Exception:c=None
-if c is None:c=compile(s,f,"exec")
-exec(c,{"__name__":"__gopyk__","PARAMS":P,"STDIN":i,"CACHE_WARNING":W})`
+    os.makedirs(d,0o700,exist_ok=True)
+    for x in (t,J(t,"gopyk"),J(t,"gopyk","__pycache__")):os.mkdir(x,0o700)
+    for n in M:
+      with os.fdopen(os.open(J(t,"gopyk",n),os.O_WRONLY|os.O_CREAT|os.O_EXCL,0o600),"wb") as x:x.write(M[n])
+    try:os.rename(t,r)
+    except OSError:
+      import shutil
+      try:g=V(R(J(r,"gopyk")))==H
+      except OSError:g=False
+      if g:shutil.rmtree(t)
+      else:os.rename(r,t+"old");os.rename(t,r);shutil.rmtree(t+"old")
+  except OSError as e:
+    W="cannot cache the launcher in %s: %s"%(r,e);import shutil;shutil.rmtree(t,True)
+if W:
+  import importlib.util as U
+  class Q:
+    def find_spec(s,n,p,g=None):
+      f=s.f(n)
+      if f in M:return U.spec_from_loader(n,s,origin="<gopyk>/"+f,is_package=n=="gopyk")
+    def f(s,n):return "__init__.py" if n=="gopyk" else n[6:]+".py" if n[:6]=="gopyk." else ""
+    def create_module(s,x):return None
+    def exec_module(s,m):exec(compile(M[s.f(m.__name__)],"<gopyk>/"+s.f(m.__name__),"exec"),m.__dict__)
+  sys.meta_path.insert(0,Q())
+else:sys.path.insert(0,r)
+from gopyk.main import main
+main(P,i,W)`
 
 // bootstrapArg is the bootstrap as one line of Python for `python -c '…'`.
 // The only backslashes it contains are the \n and \" escapes of exec("…"),
 // which sh, csh and fish all keep as they are inside single quotes.
 var bootstrapArg = func() string {
-	src := strings.ReplaceAll(bootstrap, "HASH", scriptHash)
+	src := strings.ReplaceAll(bootstrap, "HASH", pkg.hash)
 	return `exec("` + strings.NewReplacer(`"`, `\"`, "\n", `\n`).Replace(src) + `")`
 }()
 

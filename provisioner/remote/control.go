@@ -44,7 +44,7 @@ func NewControl(dial Dialer) *Control { return &Control{dial: dial} }
 // the wait of Shutdown and Restart).
 const DefaultCallTimeout = 30 * time.Second
 
-// killAfter mirrors KILL_AFTER in launcher.py: SIGTERM → SIGKILL.
+// killAfter mirrors KILL_AFTER in gopyk/supervisor.py: SIGTERM → SIGKILL.
 const killAfter = 5 * time.Second
 
 // Exit is how a kernel ended.

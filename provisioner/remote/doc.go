@@ -1,15 +1,19 @@
-// Package remote holds the launcher script that runs on the remote host (Python
-// standard library only), the shell command that starts it, and the framed
+// Package remote holds the launcher that runs on the remote host (the Python
+// package gopyk/, standard library only, one module per job: its
+// __init__.py maps them), the shell command that starts it, and the framed
 // protocol spoken with it over an SSH exec session and its control socket.
 //
 // Exec session (Command, Run, Exec): the login shell runs
 // `[pre && echo <frame pre_ok> &&] exec 'python' -c '<bootstrap>'`. The
-// bootstrap reads one JSON line of Params from stdin, runs
-// ~/.gopyk/launcher-<hash>.py when its SHA-256 matches, and otherwise writes
-// the frame {"op":"upload"} and reads "<length>\n<script>" from stdin (checked
-// against the hash, cached atomically with mode 0600). Every machine-readable
-// line on stdout starts with Magic; anything else is rc-file noise. The last
-// frame is the Reply ({"ok":true,…} or {"ok":false,"code":…,"error":…}).
+// bootstrap reads one JSON line of Params from stdin and runs the package
+// from ~/.gopyk/launcher-<hash>/gopyk/ when its modules match Hash (SHA-256
+// over every module); otherwise it writes the frame {"op":"upload"} and
+// reads "<length>\n<Artifact>" from stdin (the modules as JSON in zlib),
+// checks it against the hash and extracts it into a 0700 directory that is
+// renamed into place whole (modules 0600, bytecode cached in __pycache__).
+// One exec, no extra round trip. Every machine-readable line on stdout starts
+// with Magic; anything else is rc-file noise. The last frame is the Reply
+// ({"ok":true,…} or {"ok":false,"code":…,"error":…}).
 //
 // Launch: the launcher finds the kernel spec along Jupyter's data path,
 // makes a 0700 run dir (~/.gopyk/run/<id>, or /tmp/gopyk-<uid>/<id> when

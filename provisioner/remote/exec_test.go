@@ -66,31 +66,29 @@ func TestUploadOnceThenCached(t *testing.T) {
 	if err != nil || !r.OK {
 		t.Fatalf("first run: %+v %v", r, err)
 	}
-	if n < len(Script) {
-		t.Errorf("first run sent %d bytes, want the script (%d)", n, len(Script))
+	if n < len(Artifact()) {
+		t.Errorf("first run sent %d bytes, want the launcher (%d)", n, len(Artifact()))
 	}
-	if got, _ := os.ReadFile(cache); !bytes.Equal(got, Script) {
-		t.Fatal("cache file does not hold the script")
-	}
-	if m := mode(t, cache); m != 0o600 {
-		t.Errorf("cache file mode %v", m)
-	}
-	if m := mode(t, filepath.Dir(cache)); m != 0o700 {
-		t.Errorf("cache dir mode %v", m)
-	}
+	checkCache(t, cache)
 	_, n, err = b.runRaw("/bin/sh", Params{Action: ActionList})
 	if err != nil || n > 1024 {
 		t.Fatalf("second run sent %d bytes (%v), want no upload", n, err)
 	}
-	// A damaged cache is replaced, not run.
-	if err := os.WriteFile(cache, []byte("raise SystemExit('garbage')\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// A damaged module is replaced, not run; so is a missing one.
+	for _, damage := range []func(string) error{
+		func(f string) error { return os.WriteFile(f, []byte("raise SystemExit('garbage')\n"), 0o600) },
+		os.Remove,
+	} {
+		if err := damage(filepath.Join(cache, "gopyk", "main.py")); err != nil {
+			t.Fatal(err)
+		}
+		if _, n, err = b.runRaw("/bin/sh", Params{Action: ActionList}); err != nil || n < len(Artifact()) {
+			t.Fatalf("damaged cache: sent %d bytes, %v", n, err)
+		}
+		checkCache(t, cache)
 	}
-	if _, n, err = b.runRaw("/bin/sh", Params{Action: ActionList}); err != nil || n < len(Script) {
-		t.Fatalf("garbage cache: sent %d bytes, %v", n, err)
-	}
-	if got, _ := os.ReadFile(cache); !bytes.Equal(got, Script) {
-		t.Error("garbage cache not replaced")
+	if left, _ := filepath.Glob(cache + ".*"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 	// A read-only home still runs (from memory) and says why it could not cache.
 	ro := newBed(t)
@@ -103,6 +101,28 @@ func TestUploadOnceThenCached(t *testing.T) {
 	r, _, err = ro.runRaw("/bin/sh", Params{Action: ActionList})
 	if err != nil || r.CacheWarning == "" {
 		t.Errorf("read-only home: %+v %v", r, err)
+	}
+}
+
+// checkCache: the cache dir holds exactly the modules, private.
+func checkCache(t *testing.T, cache string) {
+	t.Helper()
+	for _, d := range []string{filepath.Dir(cache), cache, filepath.Join(cache, "gopyk")} {
+		if m := mode(t, d); m != 0o700 {
+			t.Errorf("%s: mode %v", d, m)
+		}
+	}
+	got, _ := filepath.Glob(filepath.Join(cache, "gopyk", "*.py"))
+	if len(got) != len(ModuleNames()) {
+		t.Errorf("cached modules %v, want %v", got, ModuleNames())
+	}
+	for _, name := range ModuleNames() {
+		f := filepath.Join(cache, "gopyk", name)
+		if src, _ := os.ReadFile(f); !bytes.Equal(src, ModuleSource(name)) {
+			t.Errorf("%s does not hold the module", f)
+		} else if m := mode(t, f); m != 0o600 {
+			t.Errorf("%s: mode %v", f, m)
+		}
 	}
 }
 
@@ -212,10 +232,12 @@ func TestErrors(t *testing.T) {
 // run on every newer one.
 func TestPythons36To313(t *testing.T) {
 	t.Parallel()
-	check := exec.Command(testPython, "-c", "import ast,sys; ast.parse(sys.stdin.read(), feature_version=(3,6))")
-	check.Stdin = bytes.NewReader(Script)
-	if out, err := check.CombinedOutput(); err != nil {
-		t.Fatalf("not Python 3.6 syntax: %v\n%s", err, out)
+	for _, name := range ModuleNames() {
+		check := exec.Command(testPython, "-c", "import ast,sys; ast.parse(sys.stdin.read(), feature_version=(3,6))")
+		check.Stdin = bytes.NewReader(ModuleSource(name))
+		if out, err := check.CombinedOutput(); err != nil {
+			t.Errorf("%s is not Python 3.6 syntax: %v\n%s", name, err, out)
+		}
 	}
 	// Every other python 3 found here runs the launcher (and caches its bytecode).
 	b := newBed(t)
@@ -228,9 +250,10 @@ func TestPythons36To313(t *testing.T) {
 			t.Errorf("%s: %+v %v", py, r, err)
 		}
 	}
-	pycs, _ := filepath.Glob(filepath.Join(b.home, ".gopyk", "__pycache__", "*.pyc"))
-	if len(others) > 0 && len(pycs) != len(others) {
-		t.Errorf("cached bytecode for %d of %d pythons: %v", len(pycs), len(others), pycs)
+	// Each imported every module: bytecode for each module and python.
+	pycs, _ := filepath.Glob(filepath.Join(b.home, CachePath(), "gopyk", "__pycache__", "*.pyc"))
+	if len(others) > 0 && len(pycs) != len(others)*len(ModuleNames()) {
+		t.Errorf("cached bytecode of %d modules for %d pythons: %v", len(ModuleNames()), len(others), pycs)
 	}
 	py36, err := filepath.Glob(filepath.Join(os.Getenv("HOME"), ".pyenv/versions/3.6*/bin/python3.6"))
 	if err != nil || len(py36) == 0 {
@@ -330,24 +353,49 @@ func TestListStaleDirs(t *testing.T) {
 	if err := os.MkdirAll(fresh, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// Launchers of other gopyk versions: removed when not uploaded for 30 days.
-	oldCache := filepath.Join(b.home, ".gopyk", "launcher-0123456789abcdef.py")
-	recent := filepath.Join(b.home, ".gopyk", "launcher-fedcba9876543210.py")
-	for _, f := range []string{oldCache, recent} {
+	// Launchers of other gopyk versions: removed when not uploaded for 30
+	// days, in the layout of today (a dir) and of gopyk versions of one file
+	// (launcher-<hash>.py and its bytecode); and a dead extraction of ours.
+	gd := filepath.Join(b.home, ".gopyk")
+	oldDir := filepath.Join(gd, "launcher-0123456789abcdef")
+	oldFile := filepath.Join(gd, "launcher-1123456789abcdef.py")
+	oldPyc := filepath.Join(gd, "__pycache__", "launcher-1123456789abcdef.cpython-311.pyc")
+	deadTmp := filepath.Join(b.home, CachePath()+".4242.tmp")
+	recentDir := filepath.Join(gd, "launcher-fedcba9876543210")
+	recentFile := filepath.Join(gd, "launcher-fedcba9876543211.py")
+	liveTmp := filepath.Join(b.home, CachePath()+".4343.tmp")
+	for _, d := range []string{oldDir, recentDir, deadTmp, liveTmp} {
+		if err := os.MkdirAll(filepath.Join(d, "gopyk", "__pycache__"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{oldFile, oldPyc, recentFile, filepath.Join(oldDir, "gopyk", "main.py")} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(f, []byte("pass\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	longAgo := time.Now().Add(-31 * 24 * time.Hour)
-	if err := os.Chtimes(oldCache, longAgo, longAgo); err != nil {
+	for _, f := range []string{oldDir, oldFile, oldPyc} {
+		if err := os.Chtimes(f, longAgo, longAgo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hourAgo := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(deadTmp, hourAgo, hourAgo); err != nil {
 		t.Fatal(err)
 	}
 	r, err := b.exec(Params{Action: ActionList})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if exists(oldCache) || !exists(recent) || !exists(filepath.Join(b.home, CachePath())) {
-		t.Errorf("cached launchers after list: old %v recent %v current %v", exists(oldCache), exists(recent), exists(filepath.Join(b.home, CachePath())))
+	for f, want := range map[string]bool{oldDir: false, oldFile: false, oldPyc: false, deadTmp: false,
+		recentDir: true, recentFile: true, liveTmp: true, filepath.Join(b.home, CachePath(), "gopyk", "main.py"): true} {
+		if exists(f) != want {
+			t.Errorf("after list: %s exists %v, want %v (removed %v)", f, exists(f), want, r.Removed)
+		}
 	}
 	if exists(dead) || !exists(other) || !exists(fresh) {
 		t.Errorf("after list: dead %v other %v fresh %v (removed %v)", exists(dead), exists(other), exists(fresh), r.Removed)

@@ -39,7 +39,7 @@ func TestLaunchIPC(t *testing.T) {
 	}
 	for path, want := range map[string]os.FileMode{
 		filepath.Join(b.home, ".gopyk"): 0o700, r.RunDir: 0o700, r.ConnFile: 0o600,
-		r.Control: 0o600, filepath.Join(b.home, CachePath()): 0o600,
+		r.Control: 0o600, filepath.Join(b.home, CachePath()): 0o700, filepath.Join(b.home, CachePath(), "gopyk", "main.py"): 0o600,
 	} {
 		if got := mode(t, path); got&^want != 0 {
 			t.Errorf("%s: mode %v, want at most %v", path, got, want)

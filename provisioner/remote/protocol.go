@@ -342,7 +342,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// Run speaks the exec protocol: it sends p on stdin, uploads Script when the
+// Run speaks the exec protocol: it sends p on stdin, uploads the launcher when the
 // remote asks for it, skips non-framed output and returns the final reply. An
 // error reply becomes a *ReplyError; EOF without a reply a *NoReplyError. Keep
 // stdin open until Run returns: on a launch the remote treats stdin EOF as
@@ -428,8 +428,8 @@ func run(ctx context.Context, stdin io.Writer, br *bufio.Reader, p Params) (*Rep
 				p.Progress(res.f.Msg)
 			}
 		case "upload":
-			if _, err := fmt.Fprintf(stdin, "%d\n", len(Script)); err == nil {
-				_, _ = stdin.Write(Script) // on failure, the remote's EOF says why
+			if _, err := fmt.Fprintf(stdin, "%d\n", len(pkg.upload)); err == nil {
+				_, _ = stdin.Write(pkg.upload) // on failure, the remote's EOF says why
 			}
 		default:
 			return nil, &ProtocolError{Line: res.f.Op, Err: errors.New("unknown request")}

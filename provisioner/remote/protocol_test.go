@@ -130,8 +130,8 @@ func TestRunUploadsAndPre(t *testing.T) {
 	if !strings.Contains(first, `"action":"list"`) || strings.Contains(first, "module load") {
 		t.Errorf("params line: %s", first)
 	}
-	if rest != itoa(len(Script))+"\n"+string(Script) {
-		t.Error("upload is not <length>\\n<script>")
+	if rest != itoa(len(Artifact()))+"\n"+string(Artifact()) {
+		t.Error("upload is not <length>\\n<artifact>")
 	}
 	// pre given but never confirmed: the pre command failed.
 	_, _, err = runOn(t, "", Params{Action: ActionList, Pre: "module load x", Python: "py"})

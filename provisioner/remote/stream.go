@@ -12,7 +12,7 @@ import (
 )
 
 // A relayed stream carries one client connection of one kernel channel
-// through the supervisor (launcher.py, class Stream), which keeps the
+// through the supervisor (gopyk/relay.py, class Stream), which keeps the
 // kernel-side socket while the local side is away. After OpenStream's reply
 // line both directions carry frames: a type byte, a 4-byte big-endian length
 // and the payload.

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// The supervisor's relay (launcher.py, class Stream) against a kernel that
+// The supervisor's relay (gopyk/relay.py, class Stream) against a kernel that
 // echoes: streams open, resume after their channel dies with what was in
 // flight sent again, drop what was acknowledged, and end from either side.
 func TestRelayStream(t *testing.T) {

@@ -1,0 +1,324 @@
+# gopyk remote launcher: relay — relayed streams to the kernel's sockets.
+#
+# Every client connection the local side forwards is relayed here rather than
+# sent straight to the kernel's socket, so that it survives the SSH connection
+# it came over. The stream keeps its kernel-side socket while the local side
+# is away and resumes on whatever channel comes next: each side keeps what it
+# sent until the other acknowledges it and, on resume, sends again from the
+# offset the other says it reached. Neither ZMQ end sees the outage, and a
+# request or reply that was on the wire when the link died is not lost.
+#
+# On the channel, after the reply line, both ways carry frames: a type byte
+# and a 4-byte big-endian length, then the payload. D: data. A: 8-byte count
+# of data bytes received so far (lets the sender drop them). F: the end.
+#
+# Owns: class Stream (the resumable stream: acks, resends, its frame format D/A/F,
+# flow control), the memory tuning of the supervisor (malloc trim/threshold).
+# May not: read or write the control protocol beyond a stream's reply line
+# (serve.py hands it the connection), see the key (it relays signed bytes
+# unread), write to stdout (the supervisor's stdio is /dev/null).
+
+import json
+import selectors
+
+from .common import drop_front, send_all
+
+
+STREAM_CAP = 2 << 20  # unacknowledged bytes kept per direction; reading stops beyond (the SSH window is 2 MiB too)
+PENDING_CAP = 256 << 10  # frames queued for a slow channel; reading the kernel stops beyond
+ACK_EVERY = 256 << 10
+READ_SIZE = 256 << 10  # big reads: fewer wakeups, frames and SSH writes for bulk output
+FRAME_MAX = 1 << 20
+HDR_LEN = 5
+FRAME_D, FRAME_A, FRAME_F = 68, 65, 70
+
+
+def frame_header(kind, n):
+    return bytes((kind, n >> 24 & 255, n >> 16 & 255, n >> 8 & 255, n & 255))
+
+
+TRIM_AFTER = 1 << 20  # a dropped buffer this big schedules a malloc_trim
+
+
+def libc_call(name, *args):
+    """Call a C library function where it exists (glibc's malloc tuning); elsewhere do nothing."""
+    try:
+        import ctypes
+
+        getattr(ctypes.CDLL(None), name)(*args)
+    except Exception:
+        pass
+
+
+def trim_memory():
+    libc_call("malloc_trim", 0)
+
+
+def tune_malloc():
+    """Give memory back to the system, where glibc allows it (elsewhere: nothing).
+
+    Compiling this script leaves ~4 MB of freed heap that the supervisor,
+    forked after it, would keep for its whole life: trim it. And the relay's
+    buffers grow with bursts of output and are dropped after; glibc by
+    default raises its mmap threshold to the biggest block freed, so later
+    ones come from a heap that never shrinks (24 MB idle after 100 MB of
+    output, against 16): a fixed threshold keeps big buffers mapped apart and
+    unmapped when freed."""
+    libc_call("mallopt", -3, 128 << 10)  # M_MMAP_THRESHOLD
+    trim_memory()
+
+
+class Endpoint(object):
+    """A selector key's data for a socket whose handler wants the event mask."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
+class Stream(object):
+    def __init__(self, sup, sid, channel, ks):
+        self.sup = sup
+        self.id = sid
+        self.channel = channel
+        self.ks = ks
+        self.cs = None  # the channel it is relayed on now; None while the local side is away
+        self.to_k = bytearray()  # received, not yet written to the kernel
+        self.to_c = bytearray()  # frames not yet written to the channel
+        self.sent = bytearray()  # kernel bytes sent (or to send) and not yet acknowledged
+        self.base = 0  # stream offset of sent[0]
+        self.recv = 0  # bytes received from the local side
+        self.acked = 0  # what the last ack said was delivered to the kernel
+        self.inbuf = bytearray()
+        self.closed = False
+        self.ev = {}  # sock -> registered events
+        self.k_ep = Endpoint(self.on_kernel)
+        self.c_ep = None
+
+    def watch(self, sock, ep, events):
+        cur = self.ev.get(sock, 0)
+        if events == cur:
+            return
+        if not cur:
+            self.sup.sel.register(sock, events, ep)
+        elif not events:
+            self.sup.sel.unregister(sock)
+        else:
+            self.sup.sel.modify(sock, events, ep)
+        self.ev[sock] = events
+
+    def unwatch(self, sock):
+        if self.ev.pop(sock, 0):
+            try:
+                self.sup.sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+
+    def update(self):
+        if self.closed:
+            return
+        k = 0
+        if len(self.sent) < STREAM_CAP and len(self.to_c) < PENDING_CAP:
+            k |= selectors.EVENT_READ
+        if self.to_k:
+            k |= selectors.EVENT_WRITE
+        self.watch(self.ks, self.k_ep, k)
+        if self.cs is not None:
+            c = selectors.EVENT_READ
+            if self.to_c:
+                c |= selectors.EVENT_WRITE
+            self.watch(self.cs, self.c_ep, c)
+
+    def attach(self, sock, peer_recv, early):
+        """Relay on sock from now on; the local side has received peer_recv bytes."""
+        if peer_recv < self.base or peer_recv > self.base + len(self.sent):
+            self.sup.answer_sock(sock, {"ok": False, "code": "bad_request",
+                                        "error": "stream %s cannot resume at byte %d" % (self.id, peer_recv)})
+            return
+        self.detach(expire=False)
+        self.sup.cancel("stream-" + self.id)
+        self.sent = drop_front(self.sent, peer_recv - self.base)
+        self.base = peer_recv
+        self.cs = sock
+        self.c_ep = Endpoint(self.on_channel)
+        self.inbuf = bytearray()
+        self.acked = self.recv  # the reply line says as much
+        out = bytearray((json.dumps({"ok": True, "id": self.id, "recv": self.recv}) + "\n").encode())
+        view = memoryview(self.sent)
+        for i in range(0, len(view), 1 << 16):
+            chunk = view[i:i + (1 << 16)]
+            out += frame_header(FRAME_D, len(chunk))
+            out += chunk
+        view.release()
+        self.to_c = out
+        self.flush_c()
+        if early and self.cs is not None:
+            self.inbuf += early
+            self.frames()
+        self.update()
+
+    def detach(self, expire=True):
+        """The channel is gone: keep the kernel side until one comes back, within the grace period."""
+        if self.cs is not None:
+            self.unwatch(self.cs)
+            try:
+                self.cs.close()
+            except OSError:
+                pass
+            self.cs = None
+            self.to_c = bytearray()
+        if expire and not self.closed:
+            self.sup.timer("stream-" + self.id, self.sup.grace, self.close)
+            self.update()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.sup.streams.pop(self.id, None)
+        self.sup.cancel("stream-" + self.id)
+        self.unwatch(self.ks)
+        self.ks.close()
+        if self.cs is not None:
+            self.unwatch(self.cs)
+            self.to_c += frame_header(FRAME_F, 0)
+            send_all(self.cs, bytes(self.to_c), timeout=1.0)
+            self.cs.close()
+            self.cs = None
+
+    def send_c(self, *parts):
+        """Write parts to the channel (one sendmsg, no copy), queueing what it does not take now."""
+        if self.cs is None:
+            return
+        if self.to_c:
+            for p in parts:
+                self.to_c += p
+            return
+        try:
+            n = self.cs.sendmsg(parts)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.detach()
+            return
+        for p in parts:
+            if n < len(p):
+                self.to_c += memoryview(p)[n:]
+            n = max(0, n - len(p))
+
+    def flush_c(self):
+        try:
+            n = self.cs.send(self.to_c)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.detach()
+            return
+        self.to_c = drop_front(self.to_c, n)
+
+    def send_k(self, data):
+        if not self.to_k:
+            try:
+                n = self.ks.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                self.close()
+                return
+            if n == len(data):
+                return
+            data = data[n:]
+        self.to_k += data
+
+    def on_kernel(self, mask):
+        if self.closed:
+            return
+        if mask & selectors.EVENT_WRITE and self.to_k:
+            try:
+                n = self.ks.send(self.to_k)
+                self.to_k = drop_front(self.to_k, n)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                self.close()
+                return
+            self.ack()
+        if mask & selectors.EVENT_READ:
+            try:
+                data = self.ks.recv(READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                self.close()  # the kernel closed it: it exited or restarts
+                return
+            if data:
+                self.sent += data
+                self.send_c(frame_header(FRAME_D, len(data)), data)
+        self.update()
+
+    def on_channel(self, mask):
+        if self.closed or self.cs is None:
+            return
+        if mask & selectors.EVENT_WRITE and self.to_c:
+            self.flush_c()
+        if mask & selectors.EVENT_READ and self.cs is not None:
+            try:
+                data = self.cs.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                self.detach()
+                return
+            if data:
+                self.inbuf += data
+                self.frames()
+        self.update()
+
+    def frames(self):
+        buf = self.inbuf
+        off = 0
+        while len(buf) - off >= HDR_LEN and not self.closed:
+            kind = buf[off]
+            n = int.from_bytes(bytes(buf[off + 1:off + HDR_LEN]), "big")
+            if kind not in (FRAME_D, FRAME_A, FRAME_F) or n > FRAME_MAX:
+                self.sup.log("stream %s: bad frame %r/%d: dropping the channel" % (self.id, kind, n))
+                self.detach()
+                return
+            if len(buf) - off < HDR_LEN + n:
+                break
+            body = bytes(buf[off + HDR_LEN:off + HDR_LEN + n])
+            off += HDR_LEN + n
+            if kind == FRAME_D:
+                self.recv += n
+                self.send_k(body)
+            elif kind == FRAME_A and n == 8:
+                acked = int.from_bytes(body, "big")
+                if self.base <= acked <= self.base + len(self.sent):
+                    if len(self.sent) >= TRIM_AFTER and acked - self.base > len(self.sent) // 2:
+                        # A burst is being let go: once it is over, give
+                        # back what the heap kept of it.
+                        self.sup.timer("trim", 1.0, trim_memory)
+                    self.sent = drop_front(self.sent, acked - self.base)
+                    self.base = acked
+            elif kind == FRAME_F:
+                self.close()
+                return
+        if self.closed:
+            return
+        del buf[:off]
+        self.ack()
+
+    def ack(self):
+        """Acknowledge what the kernel has taken. Acking what it has not taken
+        yet would let the local side send without limit while the kernel is
+        slow; this way to_k holds at most the local side's STREAM_CAP, and the
+        channel is always read (acks arrive on it)."""
+        delivered = self.recv - len(self.to_k)
+        if delivered - self.acked >= ACK_EVERY:
+            self.acked = delivered
+            self.send_c(frame_header(FRAME_A, 8) + delivered.to_bytes(8, "big"))
