@@ -44,10 +44,17 @@ type hostKeyChecker struct {
 }
 
 // hostKeyLookupName is what OpenSSH looks up and records: HostKeyAlias
-// verbatim, else [HostName]:port (plain HostName on port 22).
+// verbatim, else [HostName]:port (plain HostName on port 22), in the
+// host:port form x/crypto's knownhosts takes (it turns it back into the
+// known_hosts spelling, so "[h]:p" must become h:p, not [[h]:p]:22).
 func hostKeyLookupName(s *Settings) string {
-	if s.HostKeyAlias != "" {
-		return net.JoinHostPort(s.HostKeyAlias, "22")
+	if a := s.HostKeyAlias; a != "" {
+		if strings.HasPrefix(a, "[") {
+			if h, p, err := net.SplitHostPort(a); err == nil && p != "" {
+				return net.JoinHostPort(h, p)
+			}
+		}
+		return net.JoinHostPort(a, "22")
 	}
 	return net.JoinHostPort(dialHostName(s), strconv.Itoa(dialPort(s)))
 }

@@ -245,3 +245,76 @@ func TestDialRevokedHostKey(t *testing.T) {
 		t.Fatalf("message %q", de)
 	}
 }
+
+// `HostKeyAlias [host]:port` is used verbatim, as OpenSSH does: OpenSSH's
+// ssh and gopyk, reading the same config, accept the same known_hosts
+// entries (plain and hashed) and record the same name with accept-new.
+func TestHostKeyAliasWithPortAgreesWithSSH(t *testing.T) {
+	t.Parallel()
+	s := testbed.SSHDForTest(t, testbed.Options{})
+	const alias = "[127.0.0.1]:2222"
+	for _, tc := range []struct {
+		name   string
+		known  string // known_hosts before; "" = empty
+		hash   bool   // ssh-keygen -H the file first
+		strict string
+	}{
+		{"known", alias + " " + s.HostKeyPub, false, "yes"},
+		{"known hashed", alias + " " + s.HostKeyPub, true, "yes"},
+		{"accept-new", "", false, "accept-new"},
+		{"accept-new hashed", "", true, "accept-new"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			kh := filepath.Join(dir, "known_hosts")
+			if err := os.WriteFile(kh, []byte(tc.known+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.hash && tc.known != "" {
+				if out, err := exec.Command("ssh-keygen", "-H", "-f", kh).CombinedOutput(); err != nil {
+					t.Fatalf("ssh-keygen -H: %v %s", err, out)
+				}
+			}
+			cfg := filepath.Join(dir, "config")
+			hashKH := "no"
+			if tc.hash {
+				hashKH = "yes"
+			}
+			os.WriteFile(cfg, []byte(fmt.Sprintf(`Host hka
+  HostName 127.0.0.1
+  Port %d
+  User %s
+  IdentityFile %s
+  IdentitiesOnly yes
+  UserKnownHostsFile %s
+  GlobalKnownHostsFile /dev/null
+  HostKeyAlias %s
+  StrictHostKeyChecking %s
+  HashKnownHosts %s
+  UpdateHostKeys no
+  BatchMode yes
+`, s.Port, s.User, s.ClientKey, kh, alias, tc.strict, hashKH)), 0o600)
+
+			route, err := Resolve(testCtx(t), "hka", Options{ConfigFile: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Dial(testCtx(t), route, DialOptions{})
+			if err != nil {
+				t.Fatalf("gopyk with HostKeyAlias %s: %v", alias, err)
+			}
+			c.Close()
+			// The entry gopyk recorded (or found) is the one ssh looks up.
+			if out, err := exec.Command("ssh-keygen", "-F", alias, "-f", kh).CombinedOutput(); err != nil || !strings.Contains(string(out), "ssh-ed25519") {
+				t.Fatalf("ssh-keygen -F %s finds nothing: %v %s", alias, err, out)
+			}
+			if b, _ := os.ReadFile(kh); tc.hash != strings.Contains(string(b), "|1|") {
+				t.Fatalf("known_hosts hashed=%v, want %v:\n%s", !tc.hash, tc.hash, b)
+			}
+			out, err := exec.Command("ssh", "-F", cfg, "-o", "StrictHostKeyChecking=yes", "hka", "echo", "agreed").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "agreed") {
+				t.Fatalf("ssh on the same config and known_hosts: %v %s", err, out)
+			}
+		})
+	}
+}
