@@ -524,7 +524,7 @@ func TestWSErrors(t *testing.T) {
 		{"ws to TLS-only", []string{"--token-file", g.cred, plainURL}, "use wss://"},
 		{"plain HTTP page", []string{"--token-file", g.cred, strings.Replace(page.URL, "http://", "ws://", 1) + "/user/gpktest/sshd/"}, "not a WebSocket endpoint"},
 		{"sshd not running", []string{"--token-file", noSSHD.cred, "--cacert", noSSHD.ca, noSSHD.url}, "the sshd behind the proxy is not running"},
-		{"302", []string{"--token-file", g.cred, strings.Replace(redirect.URL, "http://", "ws://", 1) + "/user/gpktest/sshd/"}, "notebook server is not running"},
+		{"302 to login", []string{"--token-file", g.cred, strings.Replace(redirect.URL, "http://", "ws://", 1) + "/user/gpktest/sshd/"}, "the token or cookie was not accepted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-vvv", "ws-proxy", "--connect-timeout", timeout.String()}, tc.args...)

@@ -46,7 +46,11 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout io.Writer) erro
 		c.Close()
 		<-down
 		if result = c.Err(); result == nil && err != nil {
-			result = fmt.Errorf("ws-proxy %s: %w", Redacted(o.URL), err)
+			var we *Error
+			if !errors.As(err, &we) {
+				err = fmt.Errorf("ws-proxy %s: %w", Redacted(o.URL), err)
+			}
+			result = err
 		}
 	case err := <-down:
 		result = c.Err()
@@ -55,13 +59,14 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout io.Writer) erro
 		case received.Load() == 0:
 			// Nothing, not even the SSH banner: the gateway is up but its
 			// sshd is not (jupyter-sshd-proxy without sshd installed, say).
-			result = fmt.Errorf("ws-proxy %s: the server closed the WebSocket before sshd said anything (%s); the sshd behind the proxy is not running or not reachable, check the server side", Redacted(o.URL), closeReason(err))
+			result = &Error{URL: Redacted(o.URL), Kind: ErrServerGone, Err: err,
+				Msg: fmt.Sprintf("the server closed the WebSocket before sshd said anything (%s); the sshd behind the proxy is not running or not reachable, check the server side", closeReason(err))}
 		case err != nil && !isNormalClose(err):
-			result = fmt.Errorf("ws-proxy %s: connection lost: %v; retry, and check the server if it keeps happening", Redacted(o.URL), err)
+			result = err // Read says what happened
 		}
 		c.Close()
 	case <-ctx.Done():
-		c.ws.CloseNow()
+		c.abort()
 		c.Close()
 		<-down
 		result = ctx.Err()
@@ -87,6 +92,10 @@ func closeReason(err error) string {
 		return fmt.Sprintf("status %d", int(ce.Code))
 	case err == nil || errors.Is(err, io.EOF):
 		return "a normal closure"
+	}
+	var we *Error
+	if errors.As(err, &we) && we.Err != nil {
+		return innermost(we.Err).Error()
 	}
 	return err.Error()
 }

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -62,88 +61,12 @@ func Dial(ctx context.Context, o Options) (net.Conn, error) {
 		if ctx.Err() != nil { // the caller gave up; not a timeout of ours
 			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		return nil, fmt.Errorf("%s: %s", what, o.explain(dctx, u, resp, err))
+		return nil, o.explain(dctx, u, resp, err, hc, header)
 	}
 	o.Log.Debug("websocket open", "url", Redacted(o.URL), "status", resp.Status, "elapsed", time.Since(t0).Round(time.Millisecond))
 	c.SetReadLimit(-1)
 
-	// The NetConn context bounds the connection's whole life, so it must
-	// not be the dial deadline; Close ends it.
-	life, stop := context.WithCancel(context.Background())
-	wc := &Conn{Conn: websocket.NetConn(life, c, websocket.MessageBinary), ws: c, stop: stop, done: make(chan struct{})}
-	if o.PingInterval > 0 {
-		go wc.ping(life, o.PingInterval, o)
-	} else {
-		close(wc.done)
-	}
-	return wc, nil
-}
-
-// Conn is the stream Dial returns.
-type Conn struct {
-	net.Conn
-	ws   *websocket.Conn
-	stop context.CancelFunc
-	done chan struct{} // closed when the pinger has ended
-
-	mu     sync.Mutex
-	reason error // why the pinger killed the connection
-}
-
-// RemoteAddr is a parseable placeholder; see Dial.
-func (c *Conn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }
-
-// LocalAddr is a parseable placeholder, like RemoteAddr.
-func (c *Conn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }
-
-// Close sends a normal closure and waits (bounded by the library, 5 s) for
-// the server's; it also ends the pinger.
-func (c *Conn) Close() error {
-	// Not the NetConn's Close first: it cancels the in-flight Read, and a
-	// cancelled Read drops the TCP connection before the close frame is out.
-	err := c.ws.Close(websocket.StatusNormalClosure, "")
-	c.Conn.Close()
-	c.stop()
-	<-c.done
-	return err
-}
-
-// Err is why the connection was killed by a missed ping, or nil.
-func (c *Conn) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
-}
-
-// ping sends a ping every interval; a pong needs a concurrent Read, which
-// the bridge (or the SSH client) always has in flight.
-func (c *Conn) ping(ctx context.Context, interval time.Duration, o Options) {
-	defer close(c.done)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, interval)
-		t0 := time.Now()
-		err := c.ws.Ping(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			c.mu.Lock()
-			c.reason = fmt.Errorf("ws-proxy %s: no answer to a WebSocket ping within %v, the connection is dead; check the network, or raise --ping-interval", Redacted(o.URL), interval)
-			c.mu.Unlock()
-			o.Log.Debug("websocket ping failed", "err", err)
-			c.ws.CloseNow()
-			return
-		}
-		o.Log.Debug("websocket pong", "rtt", time.Since(t0).Round(time.Microsecond))
-	}
+	return newConn(c, o), nil
 }
 
 // URLHasCredentials reports whether rawURL carries user info or a query
@@ -184,6 +107,14 @@ func (o *Options) httpClient() (*http.Client, error) {
 	}
 	cfg.InsecureSkipVerify = o.Insecure
 	tr.TLSClientConfig = cfg
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return quickAck(c), nil
+	}
 	return &http.Client{
 		Transport: tr,
 		// A redirect means "not running" or "log in first" on notebook
@@ -192,24 +123,36 @@ func (o *Options) httpClient() (*http.Client, error) {
 	}, nil
 }
 
-// explain turns a failed handshake into what the user should do.
-func (o *Options) explain(ctx context.Context, u *url.URL, resp *http.Response, err error) string {
+// explain turns a failed handshake into what happened and what to do.
+func (o *Options) explain(ctx context.Context, u *url.URL, resp *http.Response, err error, hc *http.Client, header http.Header) *Error {
+	e := &Error{URL: Redacted(o.URL), Err: err}
+	e.Msg = o.explainText(ctx, u, resp, err, hc, header, e)
+	return e
+}
+
+func (o *Options) explainText(ctx context.Context, u *url.URL, resp *http.Response, err error, hc *http.Client, header http.Header, e *Error) string {
 	host := u.Host
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		st := resp.Status
+		e.Status = resp.StatusCode
 		switch code := resp.StatusCode; {
 		case code >= 300 && code < 400:
-			where := ""
-			if loc, lerr := resp.Location(); lerr == nil {
-				loc.RawQuery, loc.User = "", nil
-				where = " to " + loc.String()
-			}
-			return fmt.Sprintf("server answered %s (redirect%s): the notebook server is not running or the URL is not the sshd endpoint; start the server (e.g. from the JupyterHub home page) and retry", st, where)
+			return o.explainRedirect(ctx, u, resp, hc, header, e)
 		case code == 401 || code == 403:
-			return fmt.Sprintf("server answered %s: the token or cookie was rejected; %s", st, o.credentialHint())
+			e.Kind = ErrAuthRejected
+			return fmt.Sprintf("server answered %s%s: the token or cookie was rejected; %s", st, serverWords(resp.Body), o.credentialHint())
 		case code == 404:
-			return fmt.Sprintf("server answered %s: wrong URL, or the sshd proxy (jupyter-sshd-proxy) is not installed on the server; check the URL", st)
+			e.Kind = ErrNoEndpoint
+			return fmt.Sprintf("server answered %s: the server runs but has no such endpoint; check the URL, or jupyter-sshd-proxy is not installed on it", st)
+		case code == 503 || code == 424:
+			// The Hub's answer for a stopped server when asked for JSON.
+			if words := serverWords(resp.Body); words != "" {
+				e.Kind = ErrServerNotRunning
+				return fmt.Sprintf("server answered %s%s: your server is not running; start it and retry", st, words)
+			}
+			return fmt.Sprintf("server answered %s: the server or the sshd behind it is unavailable; retry, or check the server's logs", st)
 		case code == 405, code == 400, code == 426, code >= 200 && code < 300:
+			e.Kind = ErrNoEndpoint
 			return fmt.Sprintf("server answered %s: not a WebSocket endpoint; check the URL (the sshd WebSocket path, e.g. wss://HUB/user/NAME/sshd/)", st)
 		case code >= 500:
 			return fmt.Sprintf("server answered %s: the server or the sshd behind it failed; retry, or check the server's logs", st)

@@ -343,10 +343,10 @@ func TestHandshakeErrors(t *testing.T) {
 		o         Options
 		want      []string
 	}{
-		{"302", st(302), Options{}, []string{"302 Found", "/hub/login", "not running", "start the server"}},
+		{"302 to login", st(302), Options{}, []string{"302 Found", "/hub/login", "not accepted", "no credentials were sent"}},
 		{"401 no creds", st(401), Options{}, []string{"401", "rejected", "no credentials were sent", "--token-file"}},
 		{"403", st(403), Options{TokenEnv: "T", Getenv: func(string) string { return "x" }}, []string{"403", "token or cookie was rejected", "--token-env T"}},
-		{"404", st(404), Options{}, []string{"404", "wrong URL", "jupyter-sshd-proxy"}},
+		{"404", st(404), Options{}, []string{"404", "no such endpoint", "jupyter-sshd-proxy"}},
 		{"405", st(405), Options{}, []string{"405", "not a WebSocket endpoint"}},
 		{"200", st(200), Options{}, []string{"200 OK", "not a WebSocket endpoint"}},
 		{"502", st(502), Options{}, []string{"502", "failed"}},
