@@ -47,6 +47,9 @@ type evalState struct {
 	// does with "none" (tested): ProxyJump none blocks a later ProxyJump but
 	// not a later ProxyCommand; ProxyCommand none blocks both.
 	jumpSet, jumpNone, cmdSet bool
+	// canonAt is the file:line of the CanonicalizeHostname that took
+	// effect, for the error if the host needs canonicalizing.
+	canonAt string
 }
 
 func (b *builtinBackend) lookup(ctx context.Context, host, user string, port int, jump string) (map[string][]string, error) {
@@ -129,7 +132,11 @@ func (b *builtinBackend) readFile(st *evalState, path string, userConf, checkPer
 		if i > 0 {
 			hd := headers[i-1]
 			if blockActive {
-				blockActive = st.matches(hd)
+				ok, err := st.matches(hd)
+				if err != nil {
+					return fmt.Errorf("%s:%d: %w; %s", path, hd.line, err, builtinFix)
+				}
+				blockActive = ok
 			}
 		}
 		for _, n := range h.Nodes {
@@ -147,7 +154,15 @@ func (b *builtinBackend) readFile(st *evalState, path string, userConf, checkPer
 			if kw == "" {
 				continue
 			}
-			if err := st.apply(strings.ToLower(kw), rest, blockActive); err != nil {
+			key := strings.ToLower(kw)
+			// As ssh: whether or not the block applies.
+			if st.badOption(key) {
+				return fmt.Errorf("%s:%d: Bad configuration option: %s; fix its spelling, or name it in IgnoreUnknown", path, line, key)
+			}
+			if key == "canonicalizehostname" && blockActive && st.opts[key] == nil {
+				st.canonAt = fmt.Sprintf("%s:%d", path, line)
+			}
+			if err := st.apply(key, rest, blockActive); err != nil {
 				return fmt.Errorf("%s:%d: %w", path, line, err)
 			}
 		}
@@ -159,8 +174,9 @@ func (b *builtinBackend) readFile(st *evalState, path string, userConf, checkPer
 // evaluated here, and hands kevinburke neutral stand-ins on the same line
 // numbers: a Host line per block and a comment per Include. Its own Match
 // support (all/host only, whole-file parse errors otherwise) and its Include
-// (relative to its own idea of home) then never come into play. A Match this
-// reader cannot evaluate is the loud error.
+// (relative to its own idea of home) then never come into play. A Match
+// criterion ssh does not know is an error here, as in ssh; one this reader
+// cannot evaluate is an error only for hosts whose evaluation needs it.
 func maskDirectives(path string, lines []string) (masked []string, headers []header, includes map[int][]string, err error) {
 	includes = map[int][]string{}
 	masked = make([]string, len(lines))
@@ -186,7 +202,7 @@ func maskDirectives(path string, lines []string) (masked []string, headers []hea
 		default:
 			if kw == "match" {
 				if err := checkMatch(args); err != nil {
-					return nil, nil, nil, fmt.Errorf("%s:%d: %w; %s", path, i+1, err, builtinFix)
+					return nil, nil, nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
 				}
 			}
 			headers = append(headers, header{line: i + 1, keyword: kw, args: args})
@@ -196,48 +212,63 @@ func maskDirectives(path string, lines []string) (masked []string, headers []hea
 	return masked, headers, includes, nil
 }
 
-// checkMatch accepts the Match criteria the built-in reader evaluates
-// exactly as ssh does; the rest (user, localuser, exec, canonical, final,
-// tagged, localnetwork, …) need OpenSSH itself.
+// Match criteria: those the built-in reader evaluates exactly as ssh does,
+// and those ssh knows that need ssh itself (exec runs a command; user and
+// localuser, canonical and final, tagged and localnetwork depend on state
+// this reader does not keep). The value says whether it takes an argument.
+var (
+	matchEvaluated = map[string]bool{"all": false, "host": true, "originalhost": true}
+	matchNeedsSSH  = map[string]bool{"exec": true, "user": true, "localuser": true, "canonical": false,
+		"final": false, "tagged": true, "localnetwork": true}
+)
+
+// checkMatch is ssh's syntax check of a Match line.
 func checkMatch(args []string) error {
 	for i := 0; i < len(args); i++ {
 		c := strings.ToLower(strings.TrimPrefix(args[i], "!"))
-		switch c {
-		case "all":
-			// ssh allows "all" alone or after other criteria, not before.
-			if i == 0 && len(args) != 1 {
-				return errors.New("'all' cannot be combined with other Match attributes")
+		arg, known := matchEvaluated[c]
+		if !known {
+			if arg, known = matchNeedsSSH[c]; !known {
+				return fmt.Errorf("Unsupported Match attribute %s", c)
 			}
-		case "host", "originalhost":
+		}
+		if c == "all" && i == 0 && len(args) != 1 {
+			// ssh allows "all" alone or after other criteria, not before.
+			return errors.New("'all' cannot be combined with other Match attributes")
+		}
+		if arg {
 			if i+1 >= len(args) {
 				return fmt.Errorf("Match %s needs a pattern", c)
 			}
 			i++
-		default:
-			return fmt.Errorf("Match %s is not supported by the built-in ssh config reader", c)
 		}
 	}
 	return nil
 }
 
-// matches evaluates a Host or Match line against the state so far.
-func (st *evalState) matches(h header) bool {
+// matches evaluates a Host or Match line against the state so far. A Match
+// with a criterion that needs ssh is an error only when every criterion
+// this reader can evaluate holds: otherwise the block does not apply
+// whatever the others say, as in ssh, which skips exec after a failed
+// criterion.
+func (st *evalState) matches(h header) (bool, error) {
 	if h.keyword == "host" {
 		// Host: case-sensitive against the alias; any negated hit vetoes.
 		hit := false
 		for _, p := range h.args {
 			if neg := strings.HasPrefix(p, "!"); neg {
 				if matchPattern(st.hostArg, p[1:]) {
-					return false
+					return false, nil
 				}
 			} else if matchPattern(st.hostArg, p) {
 				hit = true
 			}
 		}
-		return hit
+		return hit, nil
 	}
 	// Match: every criterion must hold. "host" sees the HostName set so far
 	// (with %h expanded), "originalhost" the alias; both ignore case.
+	needs := ""
 	for i := 0; i < len(h.args); i++ {
 		c := strings.ToLower(h.args[i])
 		neg := strings.HasPrefix(c, "!")
@@ -252,12 +283,23 @@ func (st *evalState) matches(h header) bool {
 		case "originalhost":
 			i++
 			ok = matchPatternList(st.hostArg, h.args[i], true) == 1
+		default:
+			if needs == "" {
+				needs = c
+			}
+			if matchNeedsSSH[c] {
+				i++
+			}
+			continue
 		}
 		if ok == neg {
-			return false
+			return false, nil
 		}
 	}
-	return true
+	if needs != "" {
+		return false, fmt.Errorf("Match %s is not supported by the built-in ssh config reader (host %s needs it)", needs, st.hostArg)
+	}
+	return true, nil
 }
 
 func (st *evalState) currentHost() string {
@@ -364,10 +406,6 @@ func (st *evalState) apply(key, rest string, active bool) error {
 			return nil
 		}
 		st.cmdSet = true
-	case "canonicalizehostname":
-		if !strings.EqualFold(val, "no") && !strings.EqualFold(val, "false") {
-			return fmt.Errorf("CanonicalizeHostname %s is not supported by the built-in ssh config reader; %s", val, builtinFix)
-		}
 	}
 	if multiKeys[key] {
 		for _, v := range st.opts[key] {

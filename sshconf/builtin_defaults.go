@@ -2,6 +2,7 @@ package sshconf
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -80,6 +81,10 @@ func (b *builtinBackend) finish(st *evalState) (map[string][]string, error) {
 		if strings.EqualFold(first(k), "none") {
 			delete(o, k)
 		}
+	}
+	if st.canonicalizes(hostname, first("canonicalizehostname"), first("canonicaldomains"), first("canonicalizemaxdots")) {
+		return nil, fmt.Errorf("%s: CanonicalizeHostname %s is not supported by the built-in ssh config reader (host %s would be canonicalized); %s",
+			st.canonAt, first("canonicalizehostname"), st.hostArg, builtinFix)
 	}
 	setDefault := func(k, v string) {
 		if first(k) == "" {
@@ -197,4 +202,33 @@ func catNames(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// canonicalizes reports whether ssh would change hostname by
+// canonicalization (and re-read its config with the new name), which needs
+// DNS and a second pass this reader does not do. ssh leaves alone: "yes"
+// through a ProxyCommand or ProxyJump, IP addresses, names with more dots
+// than CanonicalizeMaxDots, and everything when CanonicalDomains is empty
+// (unless the name ends in a dot).
+func (st *evalState) canonicalizes(hostname, mode, domains, maxDots string) bool {
+	switch strings.ToLower(mode) {
+	case "always":
+	case "yes", "true":
+		if len(st.opts["proxycommand"]) > 0 || len(st.opts["proxyjump"]) > 0 {
+			return false
+		}
+	default:
+		return false
+	}
+	if net.ParseIP(hostname) != nil {
+		return false
+	}
+	if strings.HasSuffix(hostname, ".") {
+		return true
+	}
+	max := 1
+	if n, err := strconv.Atoi(maxDots); err == nil {
+		max = n
+	}
+	return domains != "" && !strings.EqualFold(domains, "none") && strings.Count(hostname, ".") <= max
 }

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,8 @@ import (
 //
 //	hosts: a b c            aliases to resolve with both backends
 //	builtin-error: text     the built-in backend must fail with text
+//	ssh-error: text         ssh -G fails with text, and the built-in backend with the same
+//	error-hosts: a b        the hosts those errors are for (default: all); the others must agree
 //	env: NAME=value         set for both backends
 //
 // ssh takes the home directory from the passwd entry, not $HOME, so ssh runs
@@ -55,7 +58,8 @@ func runFixture(t *testing.T, fx, sshPath, nss string) {
 	// ssh reads Include's ~ from $HOME (glob(3)), the rest from passwd.
 	t.Setenv("HOME", home)
 	var hosts []string
-	var wantErr string
+	var wantErr, sshErr string
+	var errHosts []string
 	noF := false
 	for _, l := range strings.Split(string(ar.Comment), "\n") {
 		k, v, _ := strings.Cut(l, ":")
@@ -65,6 +69,10 @@ func runFixture(t *testing.T, fx, sshPath, nss string) {
 			hosts = strings.Fields(v)
 		case "builtin-error":
 			wantErr = v
+		case "ssh-error":
+			sshErr = v
+		case "error-hosts":
+			errHosts = strings.Fields(v)
 		case "no-F":
 			noF = true
 		case "env":
@@ -91,12 +99,22 @@ func runFixture(t *testing.T, fx, sshPath, nss string) {
 	bi := &resolver{be: newBuiltin(cfg, local), local: local}
 	ctx := context.Background()
 	for _, h := range hosts {
+		errHost := len(errHosts) == 0 || slices.Contains(errHosts, h)
 		want, err := ossh.resolve(ctx, h)
+		if sshErr != "" && errHost {
+			if err == nil || !strings.Contains(err.Error(), sshErr) {
+				t.Fatalf("ssh -G %s: err = %v, want %q", h, err, sshErr)
+			}
+			if _, err := bi.resolve(ctx, h); err == nil || !strings.Contains(err.Error(), sshErr) {
+				t.Fatalf("builtin %s: err = %v, want %q as ssh says", h, err, sshErr)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatalf("ssh -G %s: %v", h, err)
 		}
 		got, err := bi.resolve(ctx, h)
-		if wantErr != "" {
+		if wantErr != "" && errHost {
 			if err == nil || !strings.Contains(err.Error(), wantErr) || !strings.Contains(err.Error(), "GOPYK_SSH_CONFIG_BACKEND=openssh") {
 				t.Fatalf("builtin %s: err = %v, want the loud error %q", h, err, wantErr)
 			}

@@ -95,11 +95,15 @@ func TestBuiltinLoudErrors(t *testing.T) {
 			[]string{"config:1: Match exec is not supported"}},
 		{"canonical", map[string]string{"config": "Match canonical all\n"},
 			[]string{"Match canonical is not supported"}},
-		{"tagged in an include of an inactive block", map[string]string{
-			"config": "Host zzz\n  Include ~/.ssh/x.conf\n", ".ssh/x.conf": "\n\nMatch tagged t\n"},
+		{"tagged in an include", map[string]string{
+			"config": "Host x\n  Include ~/.ssh/x.conf\n", ".ssh/x.conf": "\n\nMatch tagged t\n"},
 			[]string{".ssh/x.conf:3: Match tagged is not supported"}},
-		{"canonicalize", map[string]string{"config": "CanonicalizeHostname yes\n"},
-			[]string{"config:1:", "CanonicalizeHostname yes is not supported", builtinFix}},
+		{"canonicalize", map[string]string{"config": "Host x\n  CanonicalizeHostname yes\nCanonicalDomains example.org\n"},
+			[]string{"config:2:", "CanonicalizeHostname yes is not supported", builtinFix}},
+		{"misspelt keyword", map[string]string{"config": "Host other\n  IdentitiyFile ~/.ssh/k\n"},
+			[]string{"config:2: Bad configuration option: identitiyfile"}},
+		{"unknown Match attribute", map[string]string{"config": "Host other\nMatch hots x\n"},
+			[]string{"config:2: Unsupported Match attribute hots"}},
 		{"garbage", map[string]string{"config": "Host x\n  Port 22 23\n"},
 			[]string{"config:2: port: garbage at end of line"}},
 		{"bad port", map[string]string{"config": "Port none-such-service\n"},
@@ -121,6 +125,40 @@ func TestBuiltinLoudErrors(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Fatalf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// What the built-in reader cannot evaluate fails only the hosts that need
+// it, as ssh evaluates it: the other hosts resolve.
+func TestBuiltinUnsupportedOnlyWhereReached(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		fails        string // the host that needs what the reader cannot do, or ""
+	}{
+		{"Match exec after a failed criterion", "Match host other exec \"false\"\n  Port 2\n", "other"},
+		{"Match exec before a failing criterion", "Match exec \"false\" originalhost other\n  Port 2\n", "other"},
+		{"Match final in another host's block", "Host other\n  Include ~/.ssh/f.conf\n", "other"},
+		{"CanonicalizeHostname in another host's block", "Host other\n  CanonicalizeHostname always\nCanonicalDomains example.org\n", "other"},
+		{"CanonicalizeHostname yes through a ProxyJump", "Host x\n  CanonicalizeHostname yes\n  CanonicalDomains example.org\n  ProxyJump j\n", ""},
+		{"CanonicalizeHostname without domains", "CanonicalizeHostname yes\n", ""},
+		{"CanonicalizeHostname set to no first", "Host x\n  CanonicalizeHostname no\nHost *\n  CanonicalizeHostname always\n  CanonicalDomains example.org\n", "other"},
+		{"IgnoreUnknown", "IgnoreUnknown UseKeychain,Foo*\nHost *\n  UseKeychain yes\n  FooBar 1\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"config": tc.config, ".ssh/f.conf": "Match final\n  Port 3\n"}
+			route, err := builtinFor(t, files, "x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := route.Target().Port; p != 22 {
+				t.Fatalf("port %d, want 22", p)
+			}
+			if tc.fails != "" {
+				if _, err := builtinFor(t, files, tc.fails); err == nil || !strings.Contains(err.Error(), builtinFix) {
+					t.Fatalf("host %s: err %v, want the loud error", tc.fails, err)
 				}
 			}
 		})
