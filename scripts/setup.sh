@@ -9,7 +9,8 @@ PKGS=(
   python3-ipykernel python3-jupyter-client jupyter-client jupyter-console
   python3-nbclient jupyter-nbconvert python3-nbconvert
   jupyter-server python3-jupyter-server
-  websockify python3-websockets
+  websockify python3-websockets python3-tornado
+  jupyterhub python3-venv
   iproute2 nftables procps netcat-openbsd libnss-wrapper
   slurm-wlm munge
   tcsh zsh fish

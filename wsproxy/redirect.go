@@ -56,9 +56,11 @@ func (o *Options) explainRedirect(ctx context.Context, u *url.URL, resp *http.Re
 		}
 		msg := fmt.Sprintf("server answered %s to %s: your server is not running: start it at %s", st, shown.String(), start.String())
 		if sameHost {
-			if words, kind := o.askHub(ctx, loc, hc, header); words != "" {
+			if words, kind := o.askHub(ctx, loc, u.Path, hc, header); words != "" {
 				e.Kind = kind
 				switch kind {
+				case ErrNoEndpoint:
+					return fmt.Sprintf("server answered %s to %s, and the Hub %s: check the user name in the URL", st, shown.String(), words)
 				case ErrAuthRejected:
 					return fmt.Sprintf("server answered %s to %s, and the Hub %s: the token or cookie was not accepted; %s", st, shown.String(), words, o.credentialHint())
 				case ErrServerStarting:
@@ -76,7 +78,7 @@ func (o *Options) explainRedirect(ctx context.Context, u *url.URL, resp *http.Re
 // credentials, and returns the Hub's own words and what they mean; ""
 // when the Hub says nothing usable. Same host only: the credentials must
 // not go anywhere else.
-func (o *Options) askHub(ctx context.Context, loc *url.URL, hc *http.Client, header http.Header) (string, error) {
+func (o *Options) askHub(ctx context.Context, loc *url.URL, asked string, hc *http.Client, header http.Header) (string, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
@@ -106,9 +108,12 @@ func (o *Options) askHub(ctx context.Context, loc *url.URL, hc *http.Client, hea
 			return "sent it to its login page", ErrAuthRejected
 		case strings.Contains(next.Path, "/hub/spawn-pending/"):
 			return "says it is pending", ErrServerStarting
-		case !strings.Contains(next.Path, "/hub/"):
-			// Back to /user/…: the server is ready now.
+		case next.Path == asked:
+			// Back where we came from: the server is ready now.
 			return "says it is ready now", ErrServerStarting
+		case !strings.Contains(next.Path, "/hub/"):
+			// To the token owner's own server: the URL names another user.
+			return "sends this token's user to " + next.Path + " instead (the URL names another user's server)", ErrAuthRejected
 		}
 		return "", nil
 	case resp.StatusCode == 401 || resp.StatusCode == 403:
@@ -116,6 +121,8 @@ func (o *Options) askHub(ctx context.Context, loc *url.URL, hc *http.Client, hea
 			return fmt.Sprintf("says %q", w), ErrAuthRejected
 		}
 		return "refused it (" + resp.Status + ")", ErrAuthRejected
+	case resp.StatusCode == 404:
+		return "answered " + resp.Status + " (no such user, or not one this token may use)", ErrNoEndpoint
 	}
 	return jsonMessage(resp.Body), ErrServerNotRunning
 }
