@@ -50,7 +50,7 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 20, "kernels launched at once")
 	flag.DurationVar(&o.oneWay, "latency", 50*time.Millisecond, "toxiproxy latency each way for the slow-link figures")
 	flag.Var(&o.sshdConfig, "sshd-config", "extra sshd_config `LINE` for the bench sshd (repeatable), e.g. \"MaxStartups 100\" (default: sshd's defaults)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (cycles, launch, kernels, scale, slow); default all")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (cycles, launch, kernels, scale, slow, ws); default all")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,6 +81,7 @@ func run(ctx context.Context, o options, out, logw io.Writer) error {
 		{"kernels", "round trips (with OpenSSH forwards), throughput and footprint", benchKernels},
 		{"scale", "scale", benchScale},
 		{"slow", "100 ms RTT", benchSlow},
+		{"ws", "through a WebSocket gateway that leaves Nagle on", benchWS},
 	}
 	only := map[string]bool{}
 	for _, k := range strings.Split(o.only, ",") {

@@ -43,6 +43,8 @@ type results struct {
 	rtSlow             []time.Duration
 	rtSlowSSH          []time.Duration
 
+	rtWS, rtWSDirect []time.Duration // through the Nagle-on gateway, and direct TCP in the same turns
+
 	errs  []string // sections that could not be measured
 	notes []string // failures a target row judges
 }

@@ -113,6 +113,13 @@ func (r *results) markdown() string {
 	sm, ssm := median(r.rtSlow), median(r.rtSlowSSH)
 	w("| execute round trip at %v RTT (median / p99) | %s | %s | %s: %s | ≤ 1.10× ssh -L | %s | |",
 		rtt, medP99(r.rtLocal), medP99(r.rtSlow), sshExec.name, medP99(r.rtSlowSSH), verdict(sm > 0 && ssm > 0, float64(sm) <= 1.1*float64(ssm)))
+	wm, dm := median(r.rtWS), median(r.rtWSDirect)
+	wsRatio := ""
+	if wm > 0 && dm > 0 {
+		wsRatio = fmt.Sprintf(" (%.2f× direct)", float64(wm)/float64(dm))
+	}
+	w("| execute round trip through a WebSocket gateway that leaves Nagle on (tornado, as jupyter-server-proxy behind JupyterHub; median / p99) | %s | %s%s | the same spec over direct TCP: %s | ≤ 1.5× direct TCP | %s | |",
+		medP99(r.rtLocal), medP99(r.rtWS), wsRatio, medP99(r.rtWSDirect), verdict(wm > 0 && dm > 0, float64(wm) <= 1.5*float64(dm)))
 	w("")
 	w("Launch: KernelManager.start_kernel() until wait_for_ready() (a kernel_info_reply and a message on iopub); cold launches delete the remote ~/.gopyk (an isolated HOME per bench sshd) before each one; every gopyk launch dials a new SSH connection. " +
 		"Footprint is of a launcher started with a Jupyter-written connection file; RSS from /proc VmHWM/VmRSS. The last round-trip row's target is ours (the issue sets none): within 10 %% of OpenSSH's forwards over the same link.")
