@@ -95,12 +95,14 @@ func (c *Conn) send() {
 		c.mu.Unlock()
 		var err error
 		if len(buf) > 0 {
-			_, err = c.Conn.Write(buf)
+			if _, err = c.Conn.Write(buf); err != nil {
+				err = c.translate(err) // before c.mu: it takes it
+			}
 		}
 		c.mu.Lock()
 		c.spare = buf[:0]
 		if err != nil && c.werr == nil {
-			c.werr = c.translate(err)
+			c.werr = err
 		}
 		done := c.werr != nil || closing && len(c.pending) == 0
 		c.space.Broadcast()

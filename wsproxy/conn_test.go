@@ -145,3 +145,48 @@ func TestServerStoppedTranslated(t *testing.T) {
 		})
 	}
 }
+
+// A send that fails (the server went away) is reported by a later Write,
+// which never hangs, and Close still returns.
+func TestWriteAfterServerGone(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		if c := acceptRaw(t, l); c != nil {
+			c.Close()
+		}
+	}()
+	nc, err := Dial(context.Background(), Options{URL: "ws://" + l.Addr().String() + "/", PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := nc.Write(make([]byte, 1000)); err != nil {
+				failed <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	select {
+	case err = <-failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writes still succeed (or hang) 10 s after the server closed")
+	}
+	var we *Error
+	if !errors.As(err, &we) {
+		t.Errorf("Write error %v is not a wsproxy *Error", err)
+	}
+	done := make(chan struct{})
+	go func() { nc.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs after a failed send")
+	}
+}
