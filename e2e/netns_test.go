@@ -47,6 +47,9 @@ type childConfig struct {
 	Outages    int              `json:"outages"`
 	Down       time.Duration    `json:"down"`
 	Session    bool             `json:"session"` // the server refuses forwarding: the launcher must say it uses the session path
+	Kernels    int              `json:"kernels"` // mode drops: kernels through the one link
+	Downs      []time.Duration  `json:"downs"`   // mode drops: one outage each
+	Spec2      string           `json:"spec2"`   // mode notices: the spec with connection notices off
 }
 
 // newNetEnv is an env whose sshd runs in a fresh remote namespace, with a
@@ -59,6 +62,18 @@ func newNetEnv(t *testing.T, grace int) (*env, *testbed.Netns) {
 // newNetEnvWith is newNetEnv with sshd's forwarding restricted (testbed.Options.Forwarding).
 func newNetEnvWith(t *testing.T, grace int, forwarding string) (*env, *testbed.Netns) {
 	t.Helper()
+	return newNetEnvSSHD(t, grace, forwarding, "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 5\n")
+}
+
+// newNetEnvConfig is newNetEnv with the client config's lines for the alias
+// (indented) instead of the short keepalive.
+func newNetEnvConfig(t *testing.T, grace int, lines string) (*env, *testbed.Netns) {
+	t.Helper()
+	return newNetEnvSSHD(t, grace, "", lines)
+}
+
+func newNetEnvSSHD(t *testing.T, grace int, forwarding, lines string) (*env, *testbed.Netns) {
+	t.Helper()
 	ns := testbed.NetnsForTest(t)
 	sshd := testbed.SSHDForTest(t, testbed.Options{Netns: ns, IsolateHome: true, Forwarding: forwarding})
 	f, err := os.OpenFile(sshd.ConfigFile, os.O_APPEND|os.O_WRONLY, 0)
@@ -66,7 +81,7 @@ func newNetEnvWith(t *testing.T, grace int, forwarding string) (*env, *testbed.N
 		t.Fatal(err)
 	}
 	// The file ends inside the alias's Host block.
-	fmt.Fprint(f, "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 5\n")
+	fmt.Fprint(f, lines)
 	f.Close()
 	e := newEnvWith(t, sshd)
 	setSpecMeta(t, e, "grace", grace)
@@ -171,6 +186,10 @@ func TestNetnsChild(t *testing.T) {
 		childOutage(t, e, cfg)
 	case "repeat":
 		childRepeat(t, e, cfg)
+	case "drops":
+		childDrops(t, e, cfg)
+	case "notices":
+		childNotices(t, e, cfg)
 	default:
 		t.Fatalf("unknown mode %q", cfg.Mode)
 	}

@@ -18,6 +18,14 @@ type Gopyk struct {
 	ReconnectTimeout int    `json:"reconnect_timeout,omitempty"` // seconds a lost connection is retried; 0 = DefaultReconnectTimeout
 	QueueTimeout     int    `json:"queue_timeout,omitempty"`     // launcher slurm: seconds a job may pend; 0 = DefaultQueueTimeout
 	Streams          string `json:"streams,omitempty"`           // how streams reach the supervisor: "" / StreamsAuto, StreamsForward, StreamsSession
+	// LinkTimeout is how long the SSH connection may stay silent before it
+	// counts as lost, whatever the ssh config's ServerAliveInterval says;
+	// 0 = DefaultLinkTimeout.
+	LinkTimeout int `json:"link_timeout,omitempty"`
+	// ConnectionNotices "off" keeps the connection's state out of the
+	// notebook: no "connection lost" / "reconnected" lines under running
+	// cells. "" or "on": shown.
+	ConnectionNotices string `json:"connection_notices,omitempty"`
 }
 
 // Streams values: SSH forwarding to the supervisor's unix socket, one exec
@@ -36,6 +44,9 @@ const (
 	DefaultGrace           = 600 // seconds; the remote launcher's default
 	// DefaultReconnectTimeout is long enough for a laptop closed overnight.
 	DefaultReconnectTimeout = 12 * 3600
+	// DefaultLinkTimeout: a dead network path is noticed within this many
+	// seconds, and a fresh connection is dialled.
+	DefaultLinkTimeout = 15
 )
 
 // MetadataKey is the key under "metadata" that marks a spec as written by gopyk.

@@ -113,9 +113,9 @@ func (l *launcher) died() error {
 	var ee *provisioner.ExitError
 	if errors.As(err, &ee) && ee.ExitCode != nil && *ee.ExitCode == 0 {
 		// ipykernel exits 0 only when asked to (a client's shutdown_request,
-		// exit() in a cell): a shutdown, not a death, so no error line.
+		// exit() in a cell): a shutdown, not a death, so no error line. The
+		// provisioner said who asked.
 		l.removePersisted()
-		l.log.Info("the remote kernel exited with code 0 (a client asked it to shut down)")
 		return nil
 	}
 	if errors.Is(err, provisioner.ErrKernelDied) || !l.persistent {

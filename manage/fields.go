@@ -31,6 +31,8 @@ const (
 	flagGrace        = "grace"
 	flagReconnectTO  = "reconnect-timeout"
 	flagStreams      = "streams"
+	flagLinkTO       = "link-timeout"
+	flagNotices      = "connection-notices"
 )
 
 // fieldFlags are the flags; add shows its defaults, edit has none (an edit
@@ -56,8 +58,10 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.StringFlag{Name: flagLauncher, Usage: "`HOW` the remote starts the kernel: local (on the SSH host) or slurm (a batch job on a compute node; sockets are tcp)" + def("local")},
 		&cli.StringFlag{Name: flagLauncherArgs, Usage: "`ARGS` for the launcher, split as sh would: for slurm, sbatch options, e.g. '--partition=gpu --time=4:00:00'"},
 		&cli.IntFlag{Name: flagQueueTO, HideDefault: true, Usage: "`SECONDS` a Slurm job may wait in the queue before it is cancelled" + def(fmt.Sprint(kernelspec.DefaultQueueTimeout))},
-		&cli.IntFlag{Name: flagGrace, HideDefault: true, Usage: "`SECONDS` the remote kernel waits for a gopyk-kernel that lost its connection, before it shuts down (not persistent kernels; a killed gopyk-kernel: 4 s)" + def(fmt.Sprint(kernelspec.DefaultGrace))},
+		&cli.IntFlag{Name: flagGrace, HideDefault: true, Usage: "`SECONDS` the remote kernel waits for a gopyk-kernel that lost its connection, before it shuts down (not persistent kernels). The wait starts once the remote side takes the connection for lost: 15-20 s after the network went silent, or at once when gopyk-kernel exits; a killed gopyk-kernel: 4 s" + def(fmt.Sprint(kernelspec.DefaultGrace))},
 		&cli.IntFlag{Name: flagReconnectTO, HideDefault: true, Usage: "`SECONDS` gopyk-kernel keeps reconnecting after the network drops before it gives up and exits" + def(fmt.Sprint(kernelspec.DefaultReconnectTimeout))},
+		&cli.IntFlag{Name: flagLinkTO, HideDefault: true, Usage: "`SECONDS` the SSH connection may stay silent before gopyk-kernel takes it for lost and dials a new one, whatever ServerAliveInterval says (ssh -G reports 300 under BatchMode yes)" + def(fmt.Sprint(kernelspec.DefaultLinkTimeout))},
+		&cli.StringFlag{Name: flagNotices, Usage: "`ON|OFF`: while the connection is lost, tell each running cell under its output (connection lost, reconnected)" + def("on")},
 		&cli.StringFlag{Name: flagStreams, Usage: "`HOW` the kernel's streams reach the remote: forward (SSH forwarding to a unix socket), session (one exec session carries them all, for servers that refuse forwarding) or auto (forward, else session)" + def("auto")},
 	}
 }
@@ -216,12 +220,18 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 	for _, f := range []struct {
 		flag string
 		to   *int
-	}{{flagGrace, &g.Grace}, {flagReconnectTO, &g.ReconnectTimeout}} {
+	}{{flagGrace, &g.Grace}, {flagReconnectTO, &g.ReconnectTimeout}, {flagLinkTO, &g.LinkTimeout}} {
 		if cmd.IsSet(f.flag) {
 			*f.to = cmd.Int(f.flag)
 			if err := checkTimeout(f.flag, *f.to); err != nil {
 				return err
 			}
+		}
+	}
+	if cmd.IsSet(flagNotices) {
+		g.ConnectionNotices = cmd.String(flagNotices)
+		if g.ConnectionNotices != "on" && g.ConnectionNotices != "off" {
+			return fmt.Errorf("--%s %q: use on or off", flagNotices, g.ConnectionNotices)
 		}
 	}
 	if g.Launcher == "slurm" && g.Transport == "ipc" {
@@ -235,18 +245,20 @@ var unsettable = map[string]struct {
 	flag  string
 	clear func(*kernelspec.Gopyk)
 }{
-	"ssh_config":        {flagSSHConfig, func(g *kernelspec.Gopyk) { g.SSHConfig = "" }},
-	"remote_python":     {flagRemotePython, func(g *kernelspec.Gopyk) { g.RemotePython = "" }},
-	"remote_pre":        {flagRemotePre, func(g *kernelspec.Gopyk) { g.RemotePre = "" }},
-	"launch_timeout":    {flagLaunchTO, func(g *kernelspec.Gopyk) { g.LaunchTimeout = 0 }},
-	"shutdown_timeout":  {flagShutdownTO, func(g *kernelspec.Gopyk) { g.ShutdownTimeout = 0 }},
-	"transport":         {flagTransport, func(g *kernelspec.Gopyk) { g.Transport = "" }},
-	"launcher":          {flagLauncher, func(g *kernelspec.Gopyk) { g.Launcher = "" }},
-	"launcher_args":     {flagLauncherArgs, func(g *kernelspec.Gopyk) { g.LauncherArgs = "" }},
-	"queue_timeout":     {flagQueueTO, func(g *kernelspec.Gopyk) { g.QueueTimeout = 0 }},
-	"grace":             {flagGrace, func(g *kernelspec.Gopyk) { g.Grace = 0 }},
-	"reconnect_timeout": {flagReconnectTO, func(g *kernelspec.Gopyk) { g.ReconnectTimeout = 0 }},
-	"streams":           {flagStreams, func(g *kernelspec.Gopyk) { g.Streams = "" }},
+	"ssh_config":         {flagSSHConfig, func(g *kernelspec.Gopyk) { g.SSHConfig = "" }},
+	"remote_python":      {flagRemotePython, func(g *kernelspec.Gopyk) { g.RemotePython = "" }},
+	"remote_pre":         {flagRemotePre, func(g *kernelspec.Gopyk) { g.RemotePre = "" }},
+	"launch_timeout":     {flagLaunchTO, func(g *kernelspec.Gopyk) { g.LaunchTimeout = 0 }},
+	"shutdown_timeout":   {flagShutdownTO, func(g *kernelspec.Gopyk) { g.ShutdownTimeout = 0 }},
+	"transport":          {flagTransport, func(g *kernelspec.Gopyk) { g.Transport = "" }},
+	"launcher":           {flagLauncher, func(g *kernelspec.Gopyk) { g.Launcher = "" }},
+	"launcher_args":      {flagLauncherArgs, func(g *kernelspec.Gopyk) { g.LauncherArgs = "" }},
+	"queue_timeout":      {flagQueueTO, func(g *kernelspec.Gopyk) { g.QueueTimeout = 0 }},
+	"grace":              {flagGrace, func(g *kernelspec.Gopyk) { g.Grace = 0 }},
+	"reconnect_timeout":  {flagReconnectTO, func(g *kernelspec.Gopyk) { g.ReconnectTimeout = 0 }},
+	"streams":            {flagStreams, func(g *kernelspec.Gopyk) { g.Streams = "" }},
+	"link_timeout":       {flagLinkTO, func(g *kernelspec.Gopyk) { g.LinkTimeout = 0 }},
+	"connection_notices": {flagNotices, func(g *kernelspec.Gopyk) { g.ConnectionNotices = "" }},
 }
 
-const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams"
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams, link_timeout, connection_notices"

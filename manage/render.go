@@ -144,6 +144,12 @@ func (p *printer) ssh(k kernelReport) {
 	if s.Settings.Streams != "" {
 		p.line("Streams", s.Settings.Streams)
 	}
+	if s.Settings.LinkTimeout > 0 {
+		p.line("Link Timeout", strconv.Itoa(s.Settings.LinkTimeout)+" s")
+	}
+	if s.Settings.ConnectionNotices != "" {
+		p.line("Connection Notices", s.Settings.ConnectionNotices)
+	}
 }
 
 func (p *printer) host(h hostReport, suffix string) {

@@ -20,6 +20,7 @@ type forwarder struct {
 	ln      net.Listener
 	open    openFunc
 	ready   func(ctx context.Context) error // waits for a live SSH connection
+	tap     func(channel string, lc net.Conn) tap
 	log     *slog.Logger
 
 	mu     sync.Mutex
@@ -40,8 +41,9 @@ func listenLocal(ip string, port int) (net.Listener, error) {
 	return ln, nil
 }
 
-func newForwarder(channel string, ln net.Listener, open openFunc, ready func(context.Context) error, log *slog.Logger) *forwarder {
-	return &forwarder{channel: channel, ln: ln, open: open, ready: ready, log: log, conns: map[net.Conn]struct{}{}}
+// newForwarder: tap, when not nil, gives each client connection its tap.
+func newForwarder(channel string, ln net.Listener, open openFunc, ready func(context.Context) error, tap func(string, net.Conn) tap, log *slog.Logger) *forwarder {
+	return &forwarder{channel: channel, ln: ln, open: open, ready: ready, tap: tap, log: log, conns: map[net.Conn]struct{}{}}
 }
 
 // serve runs until ctx ends or the listener is closed.
@@ -78,7 +80,11 @@ func (f *forwarder) pipe(ctx context.Context, lc net.Conn) {
 	if tc, ok := lc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	newRelayStream(lc, f.channel, f.open, f.log).run(ctx)
+	var t tap
+	if f.tap != nil {
+		t = f.tap(f.channel, lc)
+	}
+	newRelayStream(lc, f.channel, f.open, f.log, t).run(ctx)
 }
 
 func (f *forwarder) track(c net.Conn) bool {

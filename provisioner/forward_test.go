@@ -37,7 +37,7 @@ func TestForwarderWaitsForLink(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	f := newForwarder("shell", ln, open, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := newForwarder("shell", ln, open, ready, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.serve(ctx); close(done) }()
@@ -88,7 +88,7 @@ func TestForwarderDropKeepsPort(t *testing.T) {
 		go io.Copy(b, b) // echo
 		return a
 	})
-	f := newForwarder("hb", ln, r.open, func(context.Context) error { return nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := newForwarder("hb", ln, r.open, func(context.Context) error { return nil }, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	port := f.port()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -35,6 +35,7 @@ type kernel struct {
 	log   *slog.Logger
 	route sshconf.Route
 	fwd   [5]*forwarder
+	notes *notices
 
 	// ctx lives until the kernel is shut down or left; every goroutine the
 	// kernel starts ends with it.
@@ -86,6 +87,7 @@ func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
 	}
 	k := &kernel{cfg: cfg, log: log, route: route, up: make(chan struct{}), done: make(chan struct{})}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
+	k.notes = newNotices(g.SSHHostAlias, cfg.Local, g.ConnectionNotices != "off", log)
 	ports := []int{cfg.Local.ShellPort, cfg.Local.IOPubPort, cfg.Local.StdinPort, cfg.Local.ControlPort, cfg.Local.HBPort}
 	for i, name := range channelNames {
 		ln, err := listenLocal(cfg.Local.IP, ports[i])
@@ -93,7 +95,7 @@ func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
 			k.closeForwarders()
 			return nil, err
 		}
-		k.fwd[i] = newForwarder(name, ln, k.openRelay, k.waitUp, log)
+		k.fwd[i] = newForwarder(name, ln, k.openRelay, k.waitUp, k.notes.tap, log)
 	}
 	// Ports that were 0 are now chosen: clients must learn them.
 	k.cfg.Local.ShellPort, k.cfg.Local.IOPubPort, k.cfg.Local.StdinPort = k.fwd[0].port(), k.fwd[1].port(), k.fwd[2].port()
@@ -129,6 +131,12 @@ func (k *kernel) params(action string) remote.Params {
 		KernelArgs:      k.cfg.KernelArgs,
 		Progress:        func(msg string) { k.log.Info(msg, "spec", k.cfg.SpecName) },
 	}
+}
+
+// linkTimeout is how long the connection may stay silent before it counts
+// as lost (sshconf.DialOptions.DeadAfter).
+func (k *kernel) linkTimeout() time.Duration {
+	return k.timeout(k.cfg.Gopyk.LinkTimeout, kernelspec.DefaultLinkTimeout)
 }
 
 // launchWait is how long a launch may take: a Slurm job may first wait in
@@ -233,7 +241,7 @@ func (k *kernel) start(ctx context.Context, p remote.Params) error {
 // to the supervisor needs. A launch that fails after the supervisor started
 // stops it.
 func (k *kernel) connect(ctx context.Context, p remote.Params, interactive bool) (*sshconf.Client, Link, *remote.Reply, *remote.Lease, error) {
-	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: interactive, Log: k.log})
+	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: interactive, Log: k.log, DeadAfter: k.linkTimeout()})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -453,6 +461,7 @@ func (k *kernel) monitor() {
 		if c == nil {
 			return
 		}
+		var why error
 		select {
 		case <-k.ctx.Done():
 			return
@@ -464,21 +473,33 @@ func (k *kernel) monitor() {
 			// The lease ended: either the connection died or the supervisor did.
 			select {
 			case <-c.Done():
+				why = c.Err()
 			case <-time.After(300 * time.Millisecond):
+				why = remote.ErrLeaseClosed
+				if err := l.Err(); err != nil {
+					why = err
+				}
+				why = fmt.Errorf("the supervisor's lease ended: %w", why)
 			case <-k.ctx.Done():
 				return
 			}
 		case <-c.Done():
+			why = c.Err()
 		case <-link.Done():
+			why = fmt.Errorf("the %s link to the supervisor ended", link.Kind())
 		}
 		if k.ctx.Err() != nil {
 			return
 		}
-		if !k.reconnect(c) {
+		if !k.reconnect(c, why) {
 			return
 		}
 	}
 }
+
+// shutdownAskWindow: a kernel that exits cleanly this soon after a client's
+// shutdown_request did so because it was asked.
+const shutdownAskWindow = time.Minute
 
 func (k *kernel) event(ev remote.Event) {
 	switch ev.Type {
@@ -487,10 +508,25 @@ func (k *kernel) event(ev remote.Event) {
 		busy := k.busy
 		k.mu.Unlock()
 		if busy {
-			return
+			return // our own shutdown or restart: it logs
 		}
-		k.log.Warn("remote kernel exited", "how", ev.Exit.String(), "reason", ev.Reason)
-		k.finish(&ExitError{Exit: ev.Exit})
+		ee := &ExitError{Exit: ev.Exit}
+		ask := k.notes.lastShutdownAsk()
+		switch {
+		case ev.Reason == "shutdown":
+			k.log.Info("remote kernel shut down through its supervisor (by gopyk on the remote: another gopyk-kernel attached to it, or its grace period ran out)")
+		case ee.Clean() && !ask.at.IsZero() && time.Since(ask.at) < shutdownAskWindow:
+			what := "remote kernel shut down at a client's request"
+			if ask.restart {
+				what = "remote kernel shut down at a client's request, to restart"
+			}
+			k.log.Info(what, "by", "shutdown_request on "+ask.channel)
+		case ee.Clean():
+			k.log.Info("remote kernel exited by itself with code 0 (exit() in a cell, or a client that shut it down)")
+		default:
+			k.log.Warn("remote kernel died", "how", ev.Exit.String(), "reason", ev.Reason, "last_output", lastLine(ev.StderrTail))
+		}
+		k.finish(ee)
 	case remote.EventRestarted:
 		if ev.Status != nil {
 			k.mu.Lock()
@@ -500,9 +536,10 @@ func (k *kernel) event(ev remote.Event) {
 	}
 }
 
-// reconnect restores the SSH connection and the lease after a loss. It
-// returns false when the kernel is finished.
-func (k *kernel) reconnect(old *sshconf.Client) bool {
+// reconnect restores the SSH connection and the lease after a loss (why).
+// It returns false when the kernel is finished.
+func (k *kernel) reconnect(old *sshconf.Client, why error) bool {
+	k.notes.lost(old.LastHeard())
 	_, link, l := k.setDown()
 	// The old connection first: closing a channel of a stalled connection
 	// writes to it and could block on a full send buffer.
@@ -516,11 +553,7 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 	// The forwarded connections stay: their streams resume on the next
 	// connection (see relayStream).
 	t0 := time.Now()
-	why := old.Err()
-	if why == nil {
-		why = errors.New("the supervisor's lease ended")
-	}
-	k.log.Info("connection lost, reconnecting", "host", k.cfg.Gopyk.SSHHostAlias, "err", why)
+	k.log.Info("connection lost, reconnecting", "host", k.cfg.Gopyk.SSHHostAlias, "why", why)
 	backoff := backoffStart
 	logged := false
 	var pace authPacer
@@ -534,18 +567,23 @@ func (k *kernel) reconnect(old *sshconf.Client) bool {
 			return true
 		}
 		if errors.Is(err, remote.ErrGone) {
+			k.notes.ended(fmt.Sprintf("reconnected to %s, but the remote kernel is gone: %v", k.cfg.Gopyk.SSHHostAlias, err))
 			k.finish(fmt.Errorf("%w: %v", ErrKernelDied, err))
 			return false
 		}
 		// A host key that changed while we were away is what an attacker in
 		// the middle looks like: never retry past it.
 		if errors.Is(err, sshconf.ErrHostKeyChanged) || errors.Is(err, sshconf.ErrHostKeyRevoked) {
-			k.finish(fmt.Errorf("reconnect to %s refused: %w", k.cfg.Gopyk.SSHHostAlias, err))
+			err = fmt.Errorf("reconnect to %s refused: %w", k.cfg.Gopyk.SSHHostAlias, err)
+			k.notes.ended("gave up: " + err.Error())
+			k.finish(err)
 			return false
 		}
 		if limit := k.giveUpAfter(); time.Since(t0) > limit {
-			k.finish(fmt.Errorf("connection to %s lost for %v, giving up (the remote kernel is shut down after its grace period unless persistent): %w",
-				k.cfg.Gopyk.SSHHostAlias, limit, err))
+			err = fmt.Errorf("connection to %s lost for %v, giving up (the remote kernel is shut down after its grace period unless persistent): %w",
+				k.cfg.Gopyk.SSHHostAlias, limit, err)
+			k.notes.ended(err.Error())
+			k.finish(err)
 			return false
 		}
 		// A refused login (or one nobody can answer) has its own pace.
@@ -598,6 +636,9 @@ func (k *kernel) redial() error {
 	k.mu.Lock()
 	k.reply = r
 	k.mu.Unlock()
+	// Before the streams can resume: a cell sent from now on is not told
+	// of a loss.
+	k.notes.up()
 	k.setUp(c, link, l)
 	return nil
 }
@@ -760,6 +801,7 @@ func (k *kernel) teardown() {
 	}
 	cancel()
 	k.cancel()
+	k.notes.close()
 	c, link, l := k.setDown()
 	// A session link first, so the streams' last frames go out (it waits
 	// for that at most 2 s); then the connection before the lease: see

@@ -37,6 +37,7 @@ type relayStream struct {
 	channel string
 	open    openFunc
 	log     *slog.Logger
+	tap     tap // nil: bytes pass untouched
 
 	mu   sync.Mutex
 	more *sync.Cond // buf shrank, or the stream ended
@@ -50,8 +51,8 @@ type relayStream struct {
 	wbuf []byte
 }
 
-func newRelayStream(lc net.Conn, channel string, open openFunc, log *slog.Logger) *relayStream {
-	s := &relayStream{lc: lc, channel: channel, open: open, log: log}
+func newRelayStream(lc net.Conn, channel string, open openFunc, log *slog.Logger, t tap) *relayStream {
+	s := &relayStream{lc: lc, channel: channel, open: open, log: log, tap: t}
 	s.more = sync.NewCond(&s.mu)
 	return s
 }
@@ -78,6 +79,9 @@ func (s *relayStream) run(ctx context.Context) {
 		if up != nil {
 			<-up
 		}
+		if s.tap != nil {
+			s.tap.ended()
+		}
 	}()
 	for {
 		conn, lost, err := s.open(ctx)
@@ -102,6 +106,9 @@ func (s *relayStream) run(ctx context.Context) {
 				var h remote.StreamHello
 				if h, br, err = remote.OpenStream(ctx, conn, s.channel, id, recv); err == nil && !s.resume(conn, h.Recv) {
 					err = fmt.Errorf("%w: the relay is at byte %d, outside what was kept", errResume, h.Recv)
+				}
+				if err == nil && s.tap != nil {
+					s.tap.resumed()
 				}
 			}
 			if err == nil {
@@ -211,7 +218,7 @@ func (s *relayStream) downstream(br *bufio.Reader, recv *uint64) error {
 		}
 		switch kind {
 		case remote.FrameData:
-			if _, err := s.lc.Write(p); err != nil {
+			if err := s.deliver(p); err != nil {
 				s.finish() // the client is gone
 				return errFin
 			}
@@ -231,6 +238,16 @@ func (s *relayStream) downstream(br *bufio.Reader, recv *uint64) error {
 	}
 }
 
+// deliver writes what the relay sent to the client. Only these bytes count
+// in recv, the resume offset: a tap's own additions do not.
+func (s *relayStream) deliver(p []byte) error {
+	if s.tap != nil {
+		return s.tap.toClient(p)
+	}
+	_, err := s.lc.Write(p)
+	return err
+}
+
 // write sends a frame on the current channel, if any; a failure is left to
 // downstream, which sees the channel fail too.
 func (s *relayStream) write(frame []byte) {
@@ -248,6 +265,9 @@ func (s *relayStream) upstream(done chan<- struct{}) {
 	b := make([]byte, streamChunk)
 	for {
 		n, err := s.lc.Read(b)
+		if n > 0 && s.tap != nil {
+			s.tap.fromClient(b[:n])
+		}
 		if n > 0 && !s.push(b[:n]) {
 			return
 		}

@@ -254,7 +254,7 @@ func startForwarder(t *testing.T, channel string, open openFunc, ready func(cont
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newForwarder(channel, ln, open, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := newForwarder(channel, ln, open, ready, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.serve(ctx); close(done) }()

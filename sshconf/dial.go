@@ -37,6 +37,11 @@ type DialOptions struct {
 	// Stderr, when set, also gets ProxyCommand's stderr as it is written,
 	// and the server's login banner when Interactive.
 	Stderr io.Writer
+	// DeadAfter, when shorter than the config's ServerAliveCountMax ×
+	// ServerAliveInterval, bounds how long the server may stay silent
+	// before the connection counts as lost; keepalives then go every
+	// DeadAfter / ServerAliveCountMax.
+	DeadAfter time.Duration
 
 	// answer stands in for the terminal in tests.
 	answer func(question string, echo bool) (string, error)
@@ -95,11 +100,11 @@ func Dial(ctx context.Context, route Route, opts DialOptions) (*Client, error) {
 		prev = h
 	}
 	c.Client = prev.client
-	interval, countMax := aliveParams(route.Target())
+	a := aliveParams(route.Target(), opts.DeadAfter)
 	c.wg.Add(2)
 	go c.watch()
-	go c.keepalive(interval, countMax)
-	log.Debug("ssh connected", "target", c.target, "hops", len(route), "keepalive", interval, "countmax", countMax)
+	go c.keepalive(a, prev.conn.(*rxConn))
+	log.Debug("ssh connected", "target", c.target, "hops", len(route), "keepalive", a.interval, "dead_after", a.deadAfter)
 	return c, nil
 }
 
@@ -292,6 +297,7 @@ func dialHop(ctx context.Context, s *Settings, prev *hop, opts DialOptions, log 
 			return nil, fail(kind, msg, hint)
 		}
 	}
+	h.conn = newRxConn(h.conn)
 	cli, err := handshake(ctx, s, h, addr, timeout, opts)
 	if err != nil {
 		h.conn.Close()

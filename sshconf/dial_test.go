@@ -220,6 +220,46 @@ func TestDialKeepaliveNoticesFrozenPeer(t *testing.T) {
 	t.Logf("frozen peer noticed after %s: %v", el, c.Err())
 }
 
+// ServerAliveInterval 300, as ssh -G reports for every host under
+// BatchMode yes: the caller's DeadAfter still bounds how long a dead peer
+// goes unnoticed.
+func TestDialDeadAfterOverridesLongAliveInterval(t *testing.T) {
+	t.Parallel()
+	s := testbed.SSHDForTest(t, testbed.Options{})
+	st := tbSettings(s)
+	st.ServerAliveInterval, st.ServerAliveCountMax = 300*time.Second, 3
+	c, err := Dial(testCtx(t), Route{st}, DialOptions{DeadAfter: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	run(t, c, "true")
+	// Idle but alive: the probes keep it up well past DeadAfter.
+	select {
+	case <-c.Done():
+		t.Fatalf("an idle live connection was declared dead: %v", c.Err())
+	case <-time.After(5 * time.Second):
+	}
+	if s.Freeze() == 0 {
+		t.Fatal("nothing to freeze")
+	}
+	t.Cleanup(s.Thaw)
+	start := time.Now()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("frozen peer not noticed within 10s")
+	}
+	el := time.Since(start)
+	if el > 2*time.Second+1500*time.Millisecond {
+		t.Fatalf("noticed after %s, want about 2 s", el)
+	}
+	if !errors.Is(c.Err(), ErrKeepaliveFailed) || !strings.Contains(c.Err().Error(), "link timeout 2s") {
+		t.Fatalf("Err = %v", c.Err())
+	}
+	t.Logf("frozen peer noticed after %s: %v", el, c.Err())
+}
+
 // The whole path a user takes: an ssh_config with ProxyJump, resolved by
 // either backend, dialled.
 func TestDialResolvedRoute(t *testing.T) {
