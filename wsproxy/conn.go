@@ -113,8 +113,9 @@ func (c *Conn) send() {
 	}
 }
 
-// flush has the sender send what is queued and end, within d.
-func (c *Conn) flush(d time.Duration) {
+// endSender refuses further Writes and has the sender send what is queued
+// and end.
+func (c *Conn) endSender() {
 	c.mu.Lock()
 	c.closing = true
 	c.space.Broadcast()
@@ -123,6 +124,11 @@ func (c *Conn) flush(d time.Duration) {
 	case c.kick <- struct{}{}:
 	default:
 	}
+}
+
+// flush is endSender, waiting for the sender at most d.
+func (c *Conn) flush(d time.Duration) {
+	c.endSender()
 	select {
 	case <-c.sent:
 	case <-time.After(d):
@@ -161,14 +167,7 @@ func (c *Conn) Close() error {
 // abort drops the connection at once, without a close handshake.
 func (c *Conn) abort() {
 	c.ws.CloseNow()
-	c.mu.Lock()
-	c.closing = true
-	c.space.Broadcast()
-	c.mu.Unlock()
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
+	c.endSender()
 }
 
 // Err is why the connection was killed by a missed ping, or nil.
