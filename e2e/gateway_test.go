@@ -36,6 +36,22 @@ func TestWSNagleGateway(t *testing.T) {
 		t.Fatalf("ssh through the gateway: %q", got)
 	}
 
+	// gopyk list shows the host by its WebSocket and launches through it.
+	lout, code := e.gopykCode("list", "--launch", e.spec)
+	for _, want := range []string{
+		"(i) websocket: via " + gw.URL + " (token from " + gw.TokenFile + ")",
+		"SSH Connection:        (v) " + sshd.User + " via " + gw.URL,
+		"Launch:                (v) launched, ran a cell and shut down",
+	} {
+		if code != 0 || !strings.Contains(lout, want) {
+			t.Errorf("gopyk list --launch through the gateway: exit %d, no %q in:\n%s", code, want, lout)
+		}
+	}
+	if strings.Contains(lout, "port: 22") {
+		t.Errorf("gopyk list shows a port nobody dials:\n%s", lout)
+	}
+	e.waitNoRemote(15 * time.Second)
+
 	k, cf := e.launch()
 	c := e.client(cf)
 	if r := execute(t, c, "import getpass; print(getpass.getuser(), 6*7)"); r.Status != "ok" || !strings.Contains(r.Stdout, sshd.User+" 42") {
