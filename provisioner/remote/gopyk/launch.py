@@ -16,7 +16,7 @@ import time
 
 from .common import Fail, rmtree, write_all
 from .facts import host_facts
-from .proto import frame
+from .proto import progress
 from .rundir import new_run_dir
 from .slurm import SlurmSupervisor, slurm_args
 from .specs import find_spec
@@ -112,10 +112,7 @@ def await_supervisor(ready_r, stdin, wait, run_dir):
                     msg = json.loads(line[1:].decode()).get("message", "")
                 except (ValueError, AttributeError):
                     continue
-                try:
-                    write_all(1, frame({"op": "progress", "message": msg}))
-                except OSError:
-                    pass
+                progress(msg)
     try:
         return json.loads(buf.decode())
     except ValueError:

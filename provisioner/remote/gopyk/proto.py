@@ -2,7 +2,8 @@
 #
 # Owns: MAGIC and PROTOCOL (provisioner/remote/protocol.go has the same), the
 # frame format (a newline, MAGIC, one JSON object, a newline: whatever rc files
-# print is ignored by the reader) and the one reply of an exec action.
+# print is ignored by the reader), the one reply of an exec action and the
+# progress frames before it.
 # May not: put the key in a frame; nothing else in the package writes frames
 # on stdout (mux.py's carrier starts only after its reply frame).
 
@@ -26,3 +27,11 @@ def reply(obj):
         write_all(1, frame(obj))
     except OSError:
         pass  # the local side went away; nothing left to tell
+
+
+def progress(message):
+    """A frame before the reply, which the local side shows at once (a job waiting in a queue)."""
+    try:
+        write_all(1, frame({"op": "progress", "message": message}))
+    except OSError:
+        pass
