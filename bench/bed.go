@@ -38,20 +38,30 @@ type bed struct {
 	// sessionSpec is fastSpec with streams session: every stream over one
 	// exec session (the path for servers that refuse forwarding).
 	sessionSpec string
+	// baseSpec is fastSpec added by the -baseline-bin build ("" without one).
+	baseSpec string
 
 	mu    sync.Mutex
 	procs []*proc
 	used  map[int]bool // ports handed out in this run
 }
 
-func newBed(ctx context.Context, binDir string, sshdConfig []string) (*bed, error) {
+func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*bed, error) {
 	bin, err := filepath.Abs(binDir)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"gopyk", "gopyk-kernel"} {
-		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-			return nil, fmt.Errorf("%s/%s missing: run make build first: %w", bin, name, err)
+	base := ""
+	if baseDir != "" {
+		if base, err = filepath.Abs(baseDir); err != nil {
+			return nil, err
+		}
+	}
+	for _, dir := range []string{bin, base} {
+		for _, name := range []string{"gopyk", "gopyk-kernel"} {
+			if _, err := os.Stat(filepath.Join(dir, name)); dir != "" && err != nil {
+				return nil, fmt.Errorf("%s/%s missing: run make build first: %w", dir, name, err)
+			}
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -82,12 +92,17 @@ func newBed(ctx context.Context, binDir string, sshdConfig []string) (*bed, erro
 		b.close()
 		return nil, err
 	}
-	for _, s := range []struct{ name, alias, cfg, streams string }{
-		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto"},
-		{b.slowSpec, b.slow.alias, b.slow.config, "auto"},
-		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session"},
-	} {
-		if err := b.gopyk(ctx, "add", "--kernel-name", s.name, "--display-name", s.name,
+	specs := []struct{ name, alias, cfg, streams, bin string }{
+		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto", bin},
+		{b.slowSpec, b.slow.alias, b.slow.config, "auto", bin},
+		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin},
+	}
+	if base != "" {
+		b.baseSpec = "gpk_bench_baseline"
+		specs = append(specs, struct{ name, alias, cfg, streams, bin string }{b.baseSpec, sshd.Alias, sshd.ConfigFile, "auto", base})
+	}
+	for _, s := range specs {
+		if err := b.gopykOf(ctx, s.bin, "add", "--kernel-name", s.name, "--display-name", s.name,
 			"--ssh-host-alias", s.alias, "--ssh-config", s.cfg,
 			"--remote-kernel-name", "python3", "--remote-python", python, "--streams", s.streams); err != nil {
 			b.close()
@@ -113,9 +128,14 @@ func (b *bed) close() {
 }
 
 func (b *bed) gopyk(ctx context.Context, args ...string) error {
+	return b.gopykOf(ctx, b.bin, args...)
+}
+
+// gopykOf runs the gopyk of the build in bin (the one measured, or the baseline).
+func (b *bed) gopykOf(ctx context.Context, bin string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c := exec.CommandContext(ctx, filepath.Join(b.bin, "gopyk"), args...)
+	c := exec.CommandContext(ctx, filepath.Join(bin, "gopyk"), args...)
 	c.Env = b.env
 	out, err := c.CombinedOutput()
 	if err != nil {

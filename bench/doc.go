@@ -18,7 +18,10 @@
 // It prints one markdown table and writes it to bench/results/ (not tracked;
 // latest.md is the newest). Flags set the counts (-n launches per series,
 // -rt round trips, -mb, -idle, -cycles, -scale), -only runs some sections,
-// and -sshd-config adds sshd_config lines (e.g. "MaxStartups 100"). The exit
-// status is non-zero when a section could not be measured. Every process it
+// -sshd-config adds sshd_config lines (e.g. "MaxStartups 100"), and
+// -baseline-bin DIR interleaves the cold and repeated launches of another
+// build (e.g. main's, built into DIR) with this one's, for a before/after in
+// one run (make bench BENCHFLAGS='-only launch -baseline-bin /tmp/old').
+// The exit status is non-zero when a section could not be measured. Every process it
 // starts is killed by PID; the sshd's Stop ends whatever its sessions left.
 package main

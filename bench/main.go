@@ -18,6 +18,7 @@ import (
 
 type options struct {
 	bin        string
+	baseline   string
 	out        string
 	launches   int
 	roundTrips int
@@ -40,6 +41,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin", "directory holding the gopyk and gopyk-kernel binaries (make build)")
+	flag.StringVar(&o.baseline, "baseline-bin", "", "`dir` holding gopyk and gopyk-kernel of another build (e.g. main's) whose cold and repeated launches run interleaved with these")
 	flag.StringVar(&o.out, "out", "bench/results", "directory the markdown table is written to")
 	flag.IntVar(&o.launches, "n", 10, "launches per launch series (cold, repeated, local, and each at 100 ms RTT)")
 	flag.IntVar(&o.roundTrips, "rt", 200, "execute round trips per client")
@@ -65,7 +67,7 @@ func run(ctx context.Context, o options, out, logw io.Writer) error {
 		fmt.Fprintf(logw, "[%s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, a...)...)
 	}
 	r := &results{opts: o, start: time.Now(), loadStart: loadavg(), jupyterClient: jupyterClientVersion(ctx)}
-	b, err := newBed(ctx, o.bin, o.sshdConfig)
+	b, err := newBed(ctx, o.bin, o.baseline, o.sshdConfig)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,8 @@ type results struct {
 
 	cyc cycles
 
-	local, cold, warm launches
+	local, cold, warm  launches
+	baseCold, baseWarm launches // the -baseline-bin build, interleaved with cold and warm
 
 	rtLocal, rtGopyk []time.Duration
 	tpLocal, tpGopyk []float64
@@ -57,10 +58,17 @@ func benchCycles(ctx context.Context, b *bed, r *results) error {
 
 func benchLaunches(ctx context.Context, b *bed, r *results) error {
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
-	err := b.runLaunches(ctx, r.opts.launches,
-		series{"python3", "", &r.local},
-		series{b.fastSpec, cold, &r.cold},
-		series{b.fastSpec, "", &r.warm})
+	ss := []series{
+		{"python3", "", &r.local},
+		{b.fastSpec, cold, &r.cold},
+		{b.fastSpec, "", &r.warm},
+	}
+	if b.baseSpec != "" {
+		// Each build's repeated launch follows its own cold one (which
+		// deleted the other build's cache).
+		ss = append(ss, series{b.baseSpec, cold, &r.baseCold}, series{b.baseSpec, "", &r.baseWarm})
+	}
+	err := b.runLaunches(ctx, r.opts.launches, ss...)
 	return errors.Join(err, b.waitNoRemote(15*time.Second))
 }
 

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/gopyk/gopyk/provisioner/remote"
 )
 
 // markdown renders the one table of the run, with the machine it ran on.
@@ -40,6 +42,18 @@ func (r *results) markdown() string {
 	}
 	launchRow("launch, cold (no cached launcher)", r.cold, "2.28 s (local 0.95 s: +1.33 s)")
 	launchRow("launch, repeated", r.warm, "1.95 s (+1.00 s)")
+	baseRow := func(name string, g, base launches) {
+		if len(base.launch) == 0 {
+			return
+		}
+		gm, bm := median(g.launch), median(base.launch)
+		w("| %s, baseline build `%s` (min / median / max) | | %s | this build − baseline = %+.2f s (medians, interleaved) | ≤ baseline | %s | |",
+			name, r.opts.baseline, minMedMax(base.launch), (gm - bm).Seconds(), verdict(gm > 0 && bm > 0, gm <= bm))
+	}
+	baseRow("launch, cold", r.cold, r.baseCold)
+	baseRow("launch, repeated", r.warm, r.baseWarm)
+	w("| remote launcher uploaded by a cold launch (this tree's provisioner/remote) | | %d bytes | %d modules, %d bytes of Python | | | |",
+		len(remote.Artifact()), len(remote.ModuleNames()), launcherSource())
 	w("| shutdown by KernelManager (median) | %s | %s | | | | |", durOr(median(r.local.shutdown)), durOr(median(r.warm.shutdown)))
 
 	lrt, grt := median(r.rtLocal), median(r.rtGopyk)
@@ -185,4 +199,13 @@ func cpuModel() string {
 		}
 	}
 	return runtime.GOARCH
+}
+
+// launcherSource is the size of the launcher's modules before compression.
+func launcherSource() int {
+	n := 0
+	for _, m := range remote.ModuleNames() {
+		n += len(remote.ModuleSource(m))
+	}
+	return n
 }
