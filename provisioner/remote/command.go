@@ -104,13 +104,15 @@ func Hash() string { return pkg.hash }
 func CachePath() string { return ".gopyk/launcher-" + pkg.hash[:16] }
 
 // bootstrap runs the launcher from the cache, or asks for it on stdout and
-// reads it from stdin (Artifact) when the cache is missing or damaged (every
-// module is hashed on every run: reading them costs less than starting
-// python). It is written once, into a private directory named by the
-// hash and renamed into place whole, and run from there by the ordinary
-// import machinery, so that the bytecode is cached (__pycache__): compiling
-// costs more than starting python. When the home cannot hold it, the
-// launcher runs from memory (CACHE_WARNING says why). It must parse under
+// reads it from stdin (Artifact) when the cache is missing or damaged: every
+// module is hashed on every run (V), which costs less than starting python.
+// The upload is written once, into a private directory that is renamed into
+// place whole (a concurrent upload that won is kept, a damaged dir is
+// replaced), and run from there by the ordinary import machinery so that the
+// bytecode is cached (__pycache__): compiling costs more than starting
+// python. zipfile is not used: importing it costs tens of ms. When the home
+// cannot hold it, the launcher runs from memory (a meta path finder over the
+// sources) and the reply's cache_warning says why. It must parse under
 // Python 2 too (to say "too old"), and it reaches the login shell inside
 // single quotes: no single quote, no backslash, no "!" (csh history).
 // hashlib would load OpenSSL (10 ms): the built-in _sha256 (_sha2 from 3.12)

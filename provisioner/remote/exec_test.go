@@ -104,6 +104,33 @@ func TestUploadOnceThenCached(t *testing.T) {
 	}
 }
 
+// Launches that find no cache at the same time (two notebooks opened at
+// once) upload and run, none from memory; one copy stays, and no temp dir.
+func TestConcurrentUploads(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() {
+			r, _, err := b.runRaw("/bin/sh", Params{Action: ActionList})
+			if err == nil && (!r.OK || r.CacheWarning != "") {
+				err = fmt.Errorf("reply %+v", r)
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	cache := filepath.Join(b.home, CachePath())
+	checkCache(t, cache)
+	if left, _ := filepath.Glob(cache + ".*"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
 // checkCache: the cache dir holds exactly the modules, private.
 func checkCache(t *testing.T, cache string) {
 	t.Helper()
