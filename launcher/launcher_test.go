@@ -4,6 +4,7 @@ package launcher
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -754,4 +755,57 @@ func FuzzParsePersisted(f *testing.F) {
 			t.Errorf("accepted an incomplete file: %+v", p)
 		}
 	})
+}
+
+// Jupyter's "key": "" (no authentication) reaches the provisioner as an
+// unsigned kernel, not as a missing key to make up.
+func TestEmptyKeyIsUnsigned(t *testing.T) {
+	rt := t.TempDir()
+	cf := filepath.Join(t.TempDir(), "kernel-unsigned.json")
+	ci := wire.ConnInfo{ShellPort: 50011, IOPubPort: 50012, StdinPort: 50013, ControlPort: 50014, HBPort: 50015, IP: "127.0.0.1", Transport: "tcp", SignatureScheme: "hmac-sha256"}
+	if err := wire.WriteConnInfo(cf, ci); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake(nil)
+	r := startRun(t, rt, f, "--kernel", "remote", "--connection-file", cf)
+	r.ready()
+	if !f.cfg.Unsigned || f.cfg.Local.Key != "" {
+		t.Errorf("provisioner config: unsigned %v key %q", f.cfg.Unsigned, f.cfg.Local.Key)
+	}
+	r.sigs <- syscall.SIGTERM
+	r.wait()
+}
+
+// A persistence file whose kernel is gone: the error says so and how to
+// get rid of the file; on a terminal, a yes deletes it.
+func TestExistingGoneSaysDelete(t *testing.T) {
+	for _, tty := range []bool{false, true} {
+		rt := t.TempDir()
+		pf := filepath.Join(rt, "gopyk-kernel-abc.json")
+		writePersisted(t, pf, nil)
+		f := newFake(nil)
+		f.launchErr = fmt.Errorf("attach to the kernel in /x on fakealias: %w", provisioner.ErrGone)
+		var stdin *os.File
+		if tty {
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			pw.WriteString("y\n")
+			pw.Close()
+			stdin = pr
+		}
+		r := startRunTTY(t, rt, f, stdin, "--existing", pf)
+		if code := r.wait(); code == 0 {
+			t.Fatalf("tty %v: exit 0", tty)
+		}
+		_, err := os.Stat(pf)
+		switch {
+		case !tty && (!strings.Contains(r.stderr.String(), "no longer running") || !strings.Contains(r.stderr.String(), "delete it: rm "+pf) || err != nil):
+			t.Errorf("no terminal: file kept %v, stderr:\n%s", err == nil, r.stderr.String())
+		case tty && (!strings.Contains(r.stderr.String(), "Delete "+pf+"? [y/N]") || !strings.Contains(r.stderr.String(), "deleted it") || !os.IsNotExist(err)):
+			t.Errorf("terminal, answered y: file kept %v, stderr:\n%s", err == nil, r.stderr.String())
+		}
+	}
 }

@@ -29,6 +29,7 @@ type launcher struct {
 	log    *slog.Logger
 	stderr io.Writer
 	tty    bool
+	ask    func(question string) (yes bool, err error) // nil without a terminal
 
 	runtimeDir  string
 	spec        *kernelspec.Spec
@@ -53,6 +54,9 @@ func run(ctx context.Context, o options, stdin *os.File, stderr io.Writer, d dep
 		stderr:     stderr,
 		tty:        stdin != nil && d.isTTY(stdin),
 		runtimeDir: d.runtimeDir(),
+	}
+	if l.tty {
+		l.ask = func(q string) (bool, error) { return askYes(stdin, stderr, q) }
 	}
 	// Signals are caught before anything slow: a SIGINT from Jupyter (sent to
 	// the whole process group) during a launch must not kill the launcher.
@@ -144,9 +148,11 @@ func (l *launcher) start() error {
 	}
 
 	cfg := provisioner.Config{
-		SpecName:    specName,
-		Gopyk:       *spec.Gopyk,
-		Local:       l.conn.info,
+		SpecName: specName,
+		Gopyk:    *spec.Gopyk,
+		Local:    l.conn.info,
+		// Jupyter's "key": "" means unsigned messages; the kernel gets the same.
+		Unsigned:    prev == nil && !l.conn.owned && l.conn.info.Key == "",
 		Persistent:  l.persistent,
 		Log:         l.log,
 		Interactive: true, // sshconf finds the terminal even when stdin is a pipe
@@ -158,9 +164,15 @@ func (l *launcher) start() error {
 	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(l.disp.workCtx, l.launchDeadline())
 	defer cancel()
+	if cfg.Unsigned {
+		l.log.Info("the connection file's key is empty: messages are not signed, as Jupyter does", "connection_file", l.conn.path)
+	}
 	if prev != nil {
 		l.log.Info("re-attaching", "spec", specName, "host", prev.Host, "persistence_file", l.persistPath)
 		l.k, err = l.d.start.Attach(ctx, cfg, prev.State)
+		if errors.Is(err, provisioner.ErrGone) {
+			return l.staleFile(err)
+		}
 	} else {
 		l.log.Info("launching", "spec", specName, "host", spec.Gopyk.SSHHostAlias)
 		l.k, err = l.d.start.Launch(ctx, cfg)
@@ -190,6 +202,45 @@ func (l *launcher) start() error {
 	// Last, so that whoever waits for this line finds the files and hints in place.
 	l.log.Info("kernel ready", "spec", specName, "remote", l.k.State().RemoteHost, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// staleFile handles a persistence file whose kernel is gone: nothing is
+// left to attach to, so the file only misleads. On a terminal it offers to
+// delete it; otherwise the error says to.
+func (l *launcher) staleFile(err error) error {
+	msg := fmt.Sprintf("persistence file %s describes a kernel that is no longer running (%v)", l.persistPath, err)
+	if l.ask != nil {
+		if ok, aerr := l.ask(fmt.Sprintf("%s.\nDelete %s? [y/N] ", msg, l.persistPath)); aerr == nil && ok {
+			if rerr := os.Remove(l.persistPath); rerr != nil {
+				return fmt.Errorf("%s; deleting it failed: %w", msg, rerr)
+			}
+			return fmt.Errorf("%s; deleted it", msg)
+		}
+	}
+	return fmt.Errorf("%s; delete it: rm %s", msg, l.persistPath)
+}
+
+// askYes asks q on w and reads one line from r: yes for y or yes.
+func askYes(r io.Reader, w io.Writer, q string) (bool, error) {
+	if _, err := io.WriteString(w, q); err != nil {
+		return false, err
+	}
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 64 {
+		n, err := r.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	a := strings.ToLower(strings.TrimSpace(string(line)))
+	return a == "y" || a == "yes", nil
 }
 
 // adoptLocal writes the connection file after an attach: the remote kernel

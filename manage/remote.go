@@ -98,6 +98,11 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 		{Label: "Remote System", Status: StatusInfo, Message: r.Uname},
 		{Label: "Remote Python", Status: StatusOK, Message: fmt.Sprintf("%s (Python %s)", r.PythonExecutable, r.Python)},
 	}
+	if r.CacheWarning != "" {
+		// A home that cannot hold the launcher: it goes to /tmp, or is
+		// uploaded on every launch and reconnect.
+		checks = append(checks, Check{Label: "Launcher Cache", Status: StatusWarning, Message: oneLine(r.CacheWarning)})
+	}
 	if r.JupyterClient != "" {
 		checks = append(checks, Check{Label: "Remote jupyter_client", Status: StatusOK, Message: r.JupyterClient})
 	} else {

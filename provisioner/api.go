@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/wire"
 )
 
@@ -24,6 +25,10 @@ type Config struct {
 	// start_kernel(extra_arguments) appended to ours); sent as a JSON list,
 	// never through a shell.
 	KernelArgs []string
+	// Unsigned: Local.Key is empty on purpose (Jupyter's connection file
+	// said "key": ""), so messages go unsigned, as Jupyter does. Otherwise an
+	// empty key gets a fresh one.
+	Unsigned bool
 	// GiveUpAfter is how long a lost connection is retried before the kernel
 	// is given up (Done, with the last dial error); 0 means 12 hours, long
 	// enough for a laptop's lid to stay shut overnight.
@@ -46,6 +51,10 @@ type State struct {
 
 // ErrKernelDied is returned by Kernel.Wait when the remote kernel exited on its own.
 var ErrKernelDied = errors.New("remote kernel died")
+
+// ErrGone matches an attach whose kernel is no longer there: its supervisor
+// is gone (shut down, or killed with the host).
+var ErrGone = remote.ErrGone
 
 // Kernel is a running remote kernel, forwarded to local ports.
 //

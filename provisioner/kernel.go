@@ -54,6 +54,9 @@ type kernel struct {
 	// refused: the server refused forwarding on an earlier connection, so
 	// (streams auto) later ones go straight to the session path.
 	refused bool
+	// cacheSaid: the remote's cache warning was logged (once per kernel:
+	// every reconnect runs the launcher again).
+	cacheSaid bool
 
 	done     chan struct{}
 	doneErr  error
@@ -150,7 +153,7 @@ func (k *kernel) launchWait() time.Duration {
 }
 
 func launch(ctx context.Context, cfg Config) (*Kernel, error) {
-	if cfg.Local.Key == "" {
+	if cfg.Local.Key == "" && !cfg.Unsigned {
 		cfg.Local.Key = wire.NewKey()
 	}
 	k, err := newKernel(ctx, cfg)
@@ -335,6 +338,15 @@ func (k *kernel) exec(ctx context.Context, c *sshconf.Client, p remote.Params) (
 	r, err := remote.Exec(ctx, killOnClose{s}, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", k.cfg.Gopyk.SSHHostAlias, err)
+	}
+	if r.CacheWarning != "" {
+		k.mu.Lock()
+		said := k.cacheSaid
+		k.cacheSaid = true
+		k.mu.Unlock()
+		if !said {
+			k.log.Warn("the remote "+r.CacheWarning, "host", k.cfg.Gopyk.SSHHostAlias)
+		}
 	}
 	return r, nil
 }

@@ -178,12 +178,19 @@ func (n *Netns) Close() {
 
 type dialFunc func(addr string, timeout time.Duration) (net.Conn, error)
 
-// command is sshd with args, inside the remote namespace when there is one.
+// command is sshd with args, inside the remote namespace when there is
+// one, and in a mount namespace of its own when it has mounts.
 func (s *SSHD) command(args ...string) *exec.Cmd {
-	if s.netns == nil {
-		return exec.Command(s.program, args...)
+	prog := s.program
+	if s.mounts != "" {
+		// unshare and sh exec: the process is sshd's own.
+		args = append([]string{"--mount", "--propagation", "private", "--", "sh", "-ec", s.mounts + ` && exec "$0" "$@"`, prog}, args...)
+		prog = "unshare"
 	}
-	return exec.Command("ip", append([]string{"netns", "exec", s.netns.Remote, s.program}, args...)...)
+	if s.netns == nil {
+		return exec.Command(prog, args...)
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", s.netns.Remote, prog}, args...)...)
 }
 
 // dial reaches sshd the way a client in the local namespace would.

@@ -59,6 +59,11 @@ type Options struct {
 	// Forwarding restricts what sshd forwards, as hardened login nodes and
 	// bastions do: "" allows it all; NoStreamLocal or ForwardingDisabled.
 	Forwarding string
+	// FullHome (with IsolateHome) and FullTmp put a full 1 MiB tmpfs over the
+	// sessions' home and over /tmp, in a mount namespace of sshd's own
+	// (unshare): every session sees them, nothing else does, and they go
+	// with sshd. Needs root.
+	FullHome, FullTmp bool
 }
 
 // Options.Forwarding values.
@@ -91,6 +96,7 @@ type SSHD struct {
 	tag        string // GOPYK_TESTBED=<dir>, set in every session by SetEnv
 	program    string // sshd's path: SSHDPath or Options.Program
 	homeEnv    string // " HOME=<dir>/home" with IsolateHome
+	mounts     string // sh commands run in sshd's own mount namespace before it starts
 	netns      *Netns
 	forwarding string // Options.Forwarding
 
@@ -158,6 +164,12 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 	extra := opts.ExtraConfig
 	if opts.IsolateHome {
 		if err := s.makeHome(login); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if opts.FullHome || opts.FullTmp {
+		if err := s.fullMounts(login, opts); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -290,6 +302,35 @@ func (s *SSHD) makeHome(login *user.User) error {
 	s.Home = home
 	// sshd applies SetEnv after its own HOME, so this one wins.
 	s.homeEnv = " HOME=" + home
+	return nil
+}
+
+// fullMounts prepares Options.FullHome and FullTmp: the commands that mount
+// and fill the tmpfs, run by sh in sshd's mount namespace. The /tmp one
+// covers Dir too, so Dir (with the home mount in it) is bound back over it
+// from the shell's working directory, which still reaches the old one
+// (--no-canonicalize: mount would otherwise turn "." into the new path).
+func (s *SSHD) fullMounts(login *user.User, opts Options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("testbed: FullHome and FullTmp need root (mount)")
+	}
+	if opts.FullHome && s.Home != filepath.Join(s.Dir, "home") {
+		return errors.New("testbed: FullHome needs IsolateHome")
+	}
+	fill := func(dir string) string {
+		return fmt.Sprintf("{ dd if=/dev/zero of=%s/fill bs=64k >/dev/null 2>&1; true; }", dir)
+	}
+	var cmds []string
+	if opts.FullHome {
+		cmds = append(cmds,
+			fmt.Sprintf("mount -t tmpfs -o size=1m,mode=0755,uid=%s,gid=%s gpk-full-home %s", login.Uid, login.Gid, s.Home),
+			fill(s.Home))
+	}
+	if opts.FullTmp {
+		cmds = append(cmds, "cd "+s.Dir, "mount -t tmpfs -o size=1m,mode=1777 gpk-full-tmp /tmp",
+			"mkdir -p "+s.Dir, "mount --no-canonicalize --rbind . "+s.Dir, "cd /", fill("/tmp"))
+	}
+	s.mounts = strings.Join(cmds, " && ")
 	return nil
 }
 

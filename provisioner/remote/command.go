@@ -111,8 +111,12 @@ func CachePath() string { return ".gopyk/launcher-" + pkg.hash[:16] }
 // replaced), and run from there by the ordinary import machinery so that the
 // bytecode is cached (__pycache__): compiling costs more than starting
 // python. zipfile is not used: importing it costs tens of ms. When the home
-// cannot hold it, the launcher runs from memory (a meta path finder over the
-// sources) and the reply's cache_warning says why. It must parse under
+// cannot hold it (full, read-only, over quota) it goes to /tmp/gopyk-<uid>
+// (a 0700 dir of the user's, as the run dirs' fallback), so that it is not
+// uploaded again on every launch and reconnect, and is copied back to the
+// home once the home can take it; when neither can, the launcher runs from
+// memory (a meta path finder over the sources). The reply's cache_warning
+// says which. It must parse under
 // Python 2 too (to say "too old"), and it reaches the login shell inside
 // single quotes: no single quote, no backslash, no "!" (csh history).
 // hashlib would load OpenSSL (10 ms): the built-in _sha256 (_sha2 from 3.12)
@@ -131,9 +135,9 @@ except ImportError:
   except ImportError:
     from hashlib import sha256
 H="HASH"
-d=os.path.join(os.path.expanduser("~"),".gopyk")
-r=os.path.join(d,"launcher-"+H[:16])
 J=os.path.join
+T="/tmp/gopyk-%d"%os.getuid()
+D=[J(os.path.expanduser("~"),".gopyk"),T]
 i=sys.stdin.buffer
 P=i.readline()
 W=""
@@ -148,35 +152,60 @@ def R(p):
     if n.endswith(".py"):
       with open(J(p,n),"rb") as x:m[n]=x.read()
   return m
-try:ok=V(R(J(r,"gopyk")))==H
-except OSError:ok=False
-if not ok:
-  F(op="upload")
-  n=int(i.readline() or -1);s=i.read(n)
+def O(d,c=0):
+  if d==D[0]:return True
+  if c:
+    try:os.mkdir(d,0o700)
+    except OSError:pass
+  try:s=os.lstat(d)
+  except OSError:return False
+  return s.st_uid==os.getuid() and s.st_mode&0o170077==0o40000
+K="launcher-"+H[:16]
+r=None
+try:
+  if V(R(J(D[0],K,"gopyk")))==H:r=J(D[0],K)
+except OSError:pass
+if r is None:
+  u=0
   try:
-    import json,zlib
-  except ImportError:
-    F(ok=False,code="upload",error="%s lacks the zlib module, which gopyk needs to receive its launcher: use a python built with zlib"%sys.executable);sys.exit(3)
-  try:M=dict((k,v.encode()) for k,v in json.loads(zlib.decompress(s).decode()).items())
-  except Exception:M={}
-  if not V(M)==H:
-    F(ok=False,code="upload",error="the uploaded launcher does not match its hash");sys.exit(3)
-  t=r+".%d.tmp"%os.getpid()
-  try:
-    os.makedirs(d,0o700,exist_ok=True)
-    for x in (t,J(t,"gopyk"),J(t,"gopyk","__pycache__")):os.mkdir(x,0o700)
-    for n in M:
-      with os.fdopen(os.open(J(t,"gopyk",n),os.O_WRONLY|os.O_CREAT|os.O_EXCL,0o600),"wb") as x:x.write(M[n])
-    try:os.rename(t,r)
-    except OSError:
-      import shutil
-      try:g=V(R(J(r,"gopyk")))==H
-      except OSError:g=False
-      if g:shutil.rmtree(t)
-      else:os.rename(r,t+"old");os.rename(t,r);shutil.rmtree(t+"old")
-  except OSError as e:
-    W="cannot cache the launcher in %s: %s"%(r,e);import shutil;shutil.rmtree(t,True)
-if W:
+    if O(T):
+      M=R(J(T,K,"gopyk"))
+      if not V(M)==H:M=None
+  except OSError:M=None
+  if M is None:
+    u=1
+    F(op="upload")
+    n=int(i.readline() or -1);s=i.read(n)
+    try:
+      import json,zlib
+    except ImportError:
+      F(ok=False,code="upload",error="%s lacks the zlib module, which gopyk needs to receive its launcher: use a python built with zlib"%sys.executable);sys.exit(3)
+    try:M=dict((k,v.encode()) for k,v in json.loads(zlib.decompress(s).decode()).items())
+    except Exception:M={}
+    if not V(M)==H:
+      F(ok=False,code="upload",error="the uploaded launcher does not match its hash");sys.exit(3)
+  E=[]
+  for d in D:
+    x=J(d,K);t=x+".%d.tmp"%os.getpid()
+    if d==T and not u:r=x;break
+    try:
+      if not O(d,1):raise OSError("not a private directory of this user")
+      os.makedirs(d,0o700,exist_ok=True)
+      for y in (t,J(t,"gopyk"),J(t,"gopyk","__pycache__")):os.mkdir(y,0o700)
+      for n in M:
+        with os.fdopen(os.open(J(t,"gopyk",n),os.O_WRONLY|os.O_CREAT|os.O_EXCL,0o600),"wb") as y:y.write(M[n])
+      try:os.rename(t,x)
+      except OSError:
+        import shutil
+        try:g=V(R(J(x,"gopyk")))==H
+        except OSError:g=False
+        if g:shutil.rmtree(t)
+        else:os.rename(x,t+"old");os.rename(t,x);shutil.rmtree(t+"old")
+      r=x;break
+    except OSError as e:
+      E.append("%s: %s"%(x,e));import shutil;shutil.rmtree(t,True)
+  if E:W="cannot cache the launcher in "+"; nor in ".join(E)+("; cached in %s instead"%r if r else "; it is uploaded on every launch and reconnect")
+if r is None:
   import importlib.util as U
   class Q:
     def find_spec(s,n,p,g=None):

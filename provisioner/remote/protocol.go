@@ -44,6 +44,7 @@ const (
 	CodeQueueTimeout  = "queue_timeout"  // the Slurm job stayed pending past QueueTimeout and was cancelled
 	CodeNoStream      = "no_stream"      // a stream to resume that the supervisor no longer has
 	CodeConnect       = "connect_failed" // the supervisor could not reach the kernel's socket for a stream
+	CodeNoRoom        = "no_room"        // no run dir could be written: every candidate is full, over quota or read-only; Error names them
 )
 
 // Params are the launch parameters, sent as one JSON line on stdin (so the
@@ -51,7 +52,7 @@ const (
 type Params struct {
 	Action          string            // ActionLaunch, ActionStatus or ActionList
 	KernelName      string            // remote kernel spec name (case-insensitive)
-	Key             string            // HMAC key; the remote connection file gets it
+	Key             string            // HMAC key; the remote connection file gets it; "" (with ActionLaunch): unsigned, as Jupyter
 	SignatureScheme string            // default hmac-sha256
 	Transport       string            // "ipc" (default) or "tcp"
 	RunDir          string            // ActionStatus: the run dir a launch returned
@@ -78,7 +79,7 @@ type Params struct {
 type paramsJSON struct {
 	Action          string            `json:"action"`
 	KernelName      string            `json:"kernel_name,omitempty"`
-	Key             string            `json:"key,omitempty"`
+	Key             *string           `json:"key,omitempty"` // always sent with a launch: "" is Jupyter's unsigned mode
 	SignatureScheme string            `json:"signature_scheme,omitempty"`
 	Transport       string            `json:"transport,omitempty"`
 	RunDir          string            `json:"run_dir,omitempty"`
@@ -106,8 +107,12 @@ func seconds(d time.Duration) *float64 {
 }
 
 func (p Params) line() ([]byte, error) {
+	var key *string
+	if p.Action == ActionLaunch || p.Key != "" {
+		key = &p.Key
+	}
 	b, err := json.Marshal(paramsJSON{
-		Action: p.Action, KernelName: p.KernelName, Key: p.Key, SignatureScheme: p.SignatureScheme,
+		Action: p.Action, KernelName: p.KernelName, Key: key, SignatureScheme: p.SignatureScheme,
 		Transport: p.Transport, RunDir: p.RunDir, Persistent: p.Persistent,
 		Grace: seconds(p.Grace), ShutdownTimeout: seconds(p.ShutdownTimeout), LaunchTimeout: seconds(p.LaunchTimeout),
 		KillAfter: seconds(p.KillAfter),

@@ -14,19 +14,22 @@ import signal
 import sys
 import time
 
+from .client import clean_stale_detached
 from .common import Fail, rmtree, write_all
 from .facts import host_facts
 from .proto import progress
-from .rundir import new_run_dir
+from .rundir import HOME_FULL, NO_ROOM, new_run_dir, no_room
 from .slurm import SlurmSupervisor, slurm_args
 from .specs import find_spec
 from .supervisor import Supervisor
 
 
 def launch(params, stdin):
-    for field in ("kernel_name", "key"):
-        if not isinstance(params.get(field), str) or not params[field]:
-            raise Fail("bad_params", "launch needs %s" % field)
+    if not isinstance(params.get("kernel_name"), str) or not params["kernel_name"]:
+        raise Fail("bad_params", "launch needs kernel_name")
+    # An empty key is Jupyter's "no authentication", as in its connection files.
+    if not isinstance(params.get("key"), str):
+        raise Fail("bad_params", "launch needs key (a string; empty for unsigned messages)")
     transport = params.get("transport") or "ipc"
     if transport not in ("ipc", "tcp"):
         raise Fail("bad_params", "transport must be ipc or tcp, not %r" % transport)
@@ -45,6 +48,7 @@ def launch(params, stdin):
     spec = find_spec(params["kernel_name"])
     facts = host_facts()
     run_dir, listener = new_run_dir()
+    params["home_full"] = HOME_FULL[0]
     try:
         cls = SlurmSupervisor if launcher == "slurm" else Supervisor
         sup = cls(params, spec, run_dir, listener, facts)
@@ -72,7 +76,10 @@ def launch(params, stdin):
     os.close(abort_r)
     listener.close()
     os.waitpid(pid, 0)
-    return await_supervisor(ready_r, stdin, wait, run_dir)
+    res = await_supervisor(ready_r, stdin, wait, run_dir)
+    if res.get("ok"):
+        clean_stale_detached()
+    return res
 
 
 def await_supervisor(ready_r, stdin, wait, run_dir):
@@ -167,8 +174,13 @@ def supervise(sup, ready_w, abort_r):
     except BaseException as e:  # never leave a kernel or a run dir behind
         import traceback
 
-        sup.log("supervisor crashed: %s" % traceback.format_exc())
-        tell({"ok": False, "code": "internal", "error": "supervisor crashed: %s" % e})
+        sup.log("supervisor failed: %s" % traceback.format_exc())
+        if isinstance(e, OSError) and e.errno in NO_ROOM:
+            tell({"ok": False, "code": "no_room", "error": "the supervisor cannot write its files: " + no_room(e.filename or sup.run_dir, e)})
+        elif isinstance(e, OSError):
+            tell({"ok": False, "code": "internal", "error": "the supervisor stopped on a system error: %s" % e})
+        else:
+            tell({"ok": False, "code": "internal", "error": "supervisor crashed (a bug in gopyk's launcher): %s: %s" % (type(e).__name__, e)})
         if sup.proc and sup.proc.poll() is None:
             sup.signal_kernel(signal.SIGKILL)
         rmtree(sup.run_dir)

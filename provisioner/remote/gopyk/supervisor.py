@@ -181,6 +181,11 @@ class Supervisor(ControlServer):
         extra = self.p.get("env") or {}
         env = kernel_env(self.spec.get("env") or {}, {k: str(v) for k, v in extra.items()})
         env["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel exits when we are gone
+        ipy = os.path.join(os.path.expanduser("~"), ".ipython")
+        if self.p.get("home_full") and "IPYTHONDIR" not in env and not os.path.isdir(ipy):
+            # IPython dies making its profile in a full home: give it one here.
+            env["IPYTHONDIR"] = os.path.join(self.run_dir, "ipython")
+            self.log("the home is full and has no %s: IPYTHONDIR=%s" % (ipy, env["IPYTHONDIR"]))
         cwd = self.p.get("cwd") or os.path.expanduser("~")
         logfd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
