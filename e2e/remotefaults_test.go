@@ -198,4 +198,3 @@ func runDirs(t *testing.T, run string) []string {
 	}
 	return out
 }
-

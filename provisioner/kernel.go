@@ -18,15 +18,9 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Reconnect tuning. The cap is low on purpose: while the network is down a
-// dial fails at once (no route, no DNS), so an attempt a second costs next to
-// nothing, and once the network is back the next attempt comes within a
-// second: the first cell after an outage must run within 2 s of link-up.
 var (
-	backoffStart = 250 * time.Millisecond
-	backoffMax   = time.Second
-	giveUpAfter  = kernelspec.DefaultReconnectTimeout * time.Second
-	redialTime   = 20 * time.Second // one reconnect attempt, dial + re-attach
+	giveUpAfter = kernelspec.DefaultReconnectTimeout * time.Second
+	redialTime  = 20 * time.Second // one reconnect attempt, dial + re-attach
 )
 
 // kernel is the state behind a Kernel.
@@ -566,8 +560,7 @@ func (k *kernel) reconnect(old *sshconf.Client, why error) bool {
 	// connection (see relayStream).
 	t0 := time.Now()
 	k.log.Info("connection lost, reconnecting", "host", k.cfg.Gopyk.SSHHostAlias, "why", why)
-	backoff := backoffStart
-	logged := false
+	pacer := newRetryPacer(t0)
 	var pace authPacer
 	for {
 		if k.ctx.Err() != nil {
@@ -575,7 +568,7 @@ func (k *kernel) reconnect(old *sshconf.Client, why error) bool {
 		}
 		err := k.redial()
 		if err == nil {
-			k.log.Info("reconnected", "host", k.cfg.Gopyk.SSHHostAlias, "after", time.Since(t0).Round(time.Millisecond))
+			k.log.Info("reconnected", "host", k.cfg.Gopyk.SSHHostAlias, "after", time.Since(t0).Round(time.Millisecond), "attempts", pacer.attempts+1)
 			return true
 		}
 		if errors.Is(err, remote.ErrGone) {
@@ -599,26 +592,22 @@ func (k *kernel) reconnect(old *sshconf.Client, why error) bool {
 			return false
 		}
 		// A refused login (or one nobody can answer) has its own pace.
-		if wait, ok := pace.next(err, time.Now(), k.log, k.cfg.Gopyk.SSHHostAlias); ok {
-			select {
-			case <-time.After(wait):
-			case <-k.ctx.Done():
-				return false
+		wait, ok := pace.next(err, time.Now(), k.log, k.cfg.Gopyk.SSHHostAlias)
+		if !ok {
+			var newCause bool
+			wait, newCause = pacer.next(err, time.Now())
+			// Each new reason once at INFO; the same one again only at debug.
+			level := slog.LevelDebug
+			if newCause {
+				level = slog.LevelInfo
 			}
-			continue
-		}
-		if !logged {
-			k.log.Info("reconnect failed, retrying", "in", backoff, "until", backoffMax, "err", err)
-			logged = true
-		} else {
-			k.log.Debug("reconnect failed, retrying", "in", backoff, "err", err)
+			k.log.Log(k.ctx, level, "reconnect failed, retrying", "in", wait, "err", err)
 		}
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-k.ctx.Done():
 			return false
 		}
-		backoff = min(backoff*2, backoffMax)
 	}
 }
 
