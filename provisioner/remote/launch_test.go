@@ -386,9 +386,11 @@ func TestSupervisorKilled(t *testing.T) {
 		t.Fatal("lease did not end within 2 s of the supervisor's death")
 	}
 	waitGone(t, 5*time.Second, r.KernelPID)
-	// list cleans the dead supervisor's run dir.
+	// list cleans the dead supervisor's run dir (unless the clean-up the
+	// launch started, detached, got there first on a slow machine).
+	before := exists(r.RunDir)
 	list, err := b.exec(Params{Action: ActionList})
-	if err != nil || !slices.Contains(list.Removed, r.RunDir) || exists(r.RunDir) {
+	if err != nil || before && !slices.Contains(list.Removed, r.RunDir) || exists(r.RunDir) {
 		t.Errorf("list after a dead supervisor: %+v %v", list, err)
 	}
 }
