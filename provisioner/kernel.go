@@ -572,6 +572,7 @@ func (k *kernel) reconnect(old *sshconf.Client, why error) bool {
 			return true
 		}
 		if errors.Is(err, remote.ErrGone) {
+			k.log.Warn("reconnected, but the remote kernel is gone (its grace period ran out, or it was stopped)", "host", k.cfg.Gopyk.SSHHostAlias, "after", time.Since(t0).Round(time.Millisecond), "err", err)
 			k.notes.ended(fmt.Sprintf("reconnected to %s, but the remote kernel is gone: %v", k.cfg.Gopyk.SSHHostAlias, err))
 			k.finish(fmt.Errorf("%w: %v", ErrKernelDied, err))
 			return false
