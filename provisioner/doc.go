@@ -5,4 +5,11 @@
 // Every connection to the supervisor goes over a Link: SSH forwarding to its
 // unix socket, or one exec session multiplexing them all when the server
 // refuses forwarding (spec streams: auto, forward, session).
+//
+// A connection counts as lost after the spec's link timeout without a byte
+// from the server (15 s, whatever ServerAliveInterval says); reconnect
+// attempts are paced by cause (retrypace.go). While it is lost, running
+// cells hear of it on iopub: the local side follows the shell channel's
+// requests and the iopub channel's ZMTP frames to put signed stream
+// messages between the kernel's own (notice.go, zmtp.go).
 package provisioner
