@@ -234,7 +234,11 @@ func TestNoticesBetweenKernelMessages(t *testing.T) {
 	after := appendZMTP(nil, jmsg(t, signer, []string{"stream.stdout"}, "stream", req[2], map[string]string{"name": "stdout", "text": "done"}))
 	k.Write(after)
 	n.lost(time.Now())
-	waitFor(t, 10*time.Second, "the loss to be told", n.toldOutage)
+	for deadline := time.Now().Add(10 * time.Second); !n.toldOutage(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the loss was not told within 10 s")
+		}
+	}
 	n.up()
 	r.restore()
 
