@@ -15,7 +15,6 @@ import (
 	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/sshconf"
 	"github.com/gopyk/gopyk/wire"
-	"golang.org/x/crypto/ssh"
 )
 
 var (
@@ -156,7 +155,7 @@ func launch(ctx context.Context, cfg Config) (*Kernel, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.launchWait())
 	defer cancel()
-	if err := k.start(ctx, k.params(remote.ActionLaunch)); err != nil {
+	if err := k.start(ctx, k.params(remote.ActionLaunch), ""); err != nil {
 		k.abort()
 		return nil, k.launchError(ctx, err)
 	}
@@ -179,7 +178,7 @@ func attach(ctx context.Context, cfg Config, st State) (*Kernel, error) {
 	defer cancel()
 	p := k.params(remote.ActionStatus)
 	p.RunDir = st.RunDir
-	if err := k.start(ctx, p); err != nil {
+	if err := k.start(ctx, p, st.Control); err != nil {
 		k.teardown()
 		return nil, k.launchError(ctx, fmt.Errorf("attach to the kernel in %s on %s: %w", st.RunDir, cfg.Gopyk.SSHHostAlias, err))
 	}
@@ -212,58 +211,125 @@ func (e *launchTimeoutError) Unwrap() error { return e.err }
 
 // start dials, runs the launcher (launch or attach), takes a lease, starts
 // forwarding and waits until the kernel answers through the forwards.
-func (k *kernel) start(ctx context.Context, p remote.Params) error {
-	c, link, reply, lease, err := k.connect(ctx, p, k.cfg.Interactive)
+// control is the supervisor's control socket when known (attach), "" for
+// a launch. The forwarders serve from the moment a link to the supervisor
+// is open, which for a launch is while the kernel is still starting: the
+// clients' first requests then wait at the supervisor, not here.
+func (k *kernel) start(ctx context.Context, p remote.Params, control string) error {
+	for _, f := range k.fwd {
+		f := f
+		k.wg.Add(1)
+		go func() { defer k.wg.Done(); f.serve(k.ctx) }()
+	}
+	// Our own readiness check goes the way the clients' first requests go,
+	// from the start, so that it ends when theirs do.
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	ready := make(chan error, 1)
+	go func() { ready <- k.waitReady(rctx) }()
+	c, link, reply, lease, err := k.connect(ctx, p, control, k.cfg.Interactive, k.publish)
 	if err != nil {
+		rcancel()
+		<-ready
 		return err
 	}
 	k.mu.Lock()
 	k.reply = reply
 	k.mu.Unlock()
 	k.setUp(c, link, lease)
-	for _, f := range k.fwd {
-		f := f
-		k.wg.Add(1)
-		go func() { defer k.wg.Done(); f.serve(k.ctx) }()
-	}
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.monitor() }()
 	k.log.Info("remote kernel started", "host", k.cfg.Gopyk.SSHHostAlias, "remote_host", reply.Hostname,
 		"kernel_pid", reply.KernelPID, "transport", reply.Transport, "streams", link.Kind())
-	return k.waitReady(ctx)
+	return <-ready
+}
+
+// linkResult is the outcome of openLink.
+type linkResult struct {
+	link  Link
+	lease *remote.Lease
+	err   error
+}
+
+func (r linkResult) close() {
+	if r.lease != nil {
+		r.lease.Close()
+	}
+	if r.link != nil {
+		r.link.Close()
+	}
 }
 
 // connect dials, runs the launcher (p.Action) in an exec session, opens a
 // link to the supervisor and takes a lease: all that a working connection
-// to the supervisor needs. A launch that fails after the supervisor started
+// to the supervisor needs. The link and the lease do not wait for the
+// launcher: they start as soon as the control socket is known (control, or
+// when a launch says it bound it), each a round trip or two that the
+// launcher's run hides. early, when not nil, gets the link as soon as it
+// reached the supervisor. A launch that fails after the supervisor started
 // stops it.
-func (k *kernel) connect(ctx context.Context, p remote.Params, interactive bool) (*sshconf.Client, Link, *remote.Reply, *remote.Lease, error) {
+func (k *kernel) connect(ctx context.Context, p remote.Params, control string, interactive bool, early func(*sshconf.Client, Link, *remote.Reply)) (*sshconf.Client, Link, *remote.Reply, *remote.Lease, error) {
 	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: interactive, Log: k.log, DeadAfter: k.linkTimeout()})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	links := make(chan linkResult, 1)
+	var once sync.Once
+	started := false // open runs in this goroutine (Params.OnControl is called from Exec)
+	open := func(control, runDir string) {
+		once.Do(func() {
+			started = true
+			pre := &remote.Reply{Control: control, RunDir: runDir}
+			go func() {
+				var reached func(Link)
+				if early != nil {
+					reached = func(l Link) { early(c, l, pre) }
+				}
+				link, lease, err := k.openLink(ctx, c, control, reached)
+				links <- linkResult{link, lease, err}
+			}()
+		})
+	}
+	if control != "" {
+		open(control, p.RunDir)
+	} else {
+		p.OnControl = open
+	}
 	r, err := k.exec(ctx, c, p)
 	if err != nil {
-		c.Close()
+		if early != nil {
+			k.unpublish(c)
+		}
+		c.Close() // ends openLink too
+		if started {
+			lr := <-links
+			lr.close()
+		}
 		return nil, nil, nil, nil, err
 	}
-	link, l, err := k.openLink(ctx, c, r)
-	if err != nil {
+	open(r.Control, r.RunDir) // a launcher that never said where (it always does)
+	lr := <-links             // openLink ends with ctx or with c
+	if lr.err != nil {
 		if p.Action == remote.ActionLaunch {
 			// Nobody will ever hold a lease on it: stop it now rather than
 			// after its grace period.
 			k.stopOverExec(c, r)
 		}
+		if early != nil {
+			k.unpublish(c)
+		}
 		c.Close()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, lr.err
 	}
-	return c, link, r, l, nil
+	return c, lr.link, r, lr.lease, nil
 }
 
 // openLink opens the path to the supervisor the spec asks for (streams),
 // and takes a lease through it. Auto tries the forward first; when the
-// server refuses it, one exec session carries everything instead.
-func (k *kernel) openLink(ctx context.Context, c *sshconf.Client, r *remote.Reply) (Link, *remote.Lease, error) {
+// server refuses it, one exec session carries everything instead. reached,
+// when not nil, is called with the link once a connection to the
+// supervisor went through it (before the lease is granted).
+func (k *kernel) openLink(ctx context.Context, c *sshconf.Client, control string, reached func(Link)) (Link, *remote.Lease, error) {
 	g := k.cfg.Gopyk
 	k.mu.Lock()
 	refused := k.refused
@@ -271,7 +337,7 @@ func (k *kernel) openLink(ctx context.Context, c *sshconf.Client, r *remote.Repl
 	fellBack := false
 	if g.Streams != kernelspec.StreamsSession && !(refused && g.Streams != kernelspec.StreamsForward) {
 		fl := ForwardLink(c)
-		l, err := k.takeLease(ctx, fl, r)
+		l, err := k.takeLease(ctx, fl, control, reached)
 		if err == nil {
 			return fl, l, nil
 		}
@@ -289,7 +355,7 @@ func (k *kernel) openLink(ctx context.Context, c *sshconf.Client, r *remote.Repl
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", g.SSHHostAlias, err)
 	}
-	l, err := k.takeLease(ctx, sl, r)
+	l, err := k.takeLease(ctx, sl, control, reached)
 	if err != nil {
 		sl.Close()
 		return nil, nil, err
@@ -325,11 +391,11 @@ func (k *kernel) stopOverExec(c *sshconf.Client, r *remote.Reply) {
 // also makes sshd switch the connection to TCP_NODELAY, without which every
 // forwarded round trip stalls ~40 ms; so every connection runs one.
 func (k *kernel) exec(ctx context.Context, c *sshconf.Client, p remote.Params) (*remote.Reply, error) {
-	s, err := c.NewSession()
+	s, err := c.OpenSession()
 	if err != nil {
 		return nil, fmt.Errorf("open an exec session on %s: %w", k.cfg.Gopyk.SSHHostAlias, err)
 	}
-	r, err := remote.Exec(ctx, killOnClose{s}, p)
+	r, err := remote.Exec(ctx, s, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", k.cfg.Gopyk.SSHHostAlias, err)
 	}
@@ -345,27 +411,22 @@ func (k *kernel) exec(ctx context.Context, c *sshconf.Client, p remote.Params) (
 	return r, nil
 }
 
-// killOnClose kills what still runs of a launcher session when the session
-// is closed before it ended (a launch timeout, a silent remote): closing the
-// channel alone leaves a remote process that reads and writes nothing (a
-// hung pre-command, python stuck on a dead NFS home) running for ever. sshd
-// delivers the signal to the session's process group; the supervisor has
-// its own session (setsid), so it is not touched.
-type killOnClose struct{ *ssh.Session }
-
-func (s killOnClose) Close() error {
-	_ = s.Signal(ssh.SIGKILL)
-	return s.Session.Close()
-}
-
 // leasePing lets the supervisor notice a lease whose network path died
 // without a FIN, so its grace period starts; and tell a lease closed while
 // its pings were on time (a killed gopyk-kernel: the kernel stops within
 // seconds) from one whose link went silent first (a network drop: grace).
 const leasePing = 5 * time.Second
 
-func (k *kernel) takeLease(ctx context.Context, link Link, r *remote.Reply) (*remote.Lease, error) {
-	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) { return k.dialControl(ctx, link, r) })
+// takeLease takes a lease through link; reached (may be nil) is called once
+// its connection got through, before the supervisor answers.
+func (k *kernel) takeLease(ctx context.Context, link Link, control string, reached func(Link)) (*remote.Lease, error) {
+	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) {
+		conn, err := k.dialControl(ctx, link, control)
+		if err == nil && reached != nil {
+			reached(link)
+		}
+		return conn, err
+	})
 	lease, err := ctl.Lease(ctx, leasePing)
 	if err != nil {
 		return nil, fmt.Errorf("take a lease on the remote kernel: %w", err)
@@ -373,19 +434,48 @@ func (k *kernel) takeLease(ctx context.Context, link Link, r *remote.Reply) (*re
 	return lease, nil
 }
 
-func (k *kernel) dialControl(ctx context.Context, link Link, r *remote.Reply) (net.Conn, error) {
-	conn, err := link.DialStream(ctx, r.Control)
+func (k *kernel) dialControl(ctx context.Context, link Link, control string) (net.Conn, error) {
+	conn, err := link.DialStream(ctx, control)
 	if err != nil {
-		return nil, fmt.Errorf("reach the supervisor's control socket %s on %s (%s): %w", r.Control, k.cfg.Gopyk.SSHHostAlias, link.Kind(), err)
+		return nil, fmt.Errorf("reach the supervisor's control socket %s on %s (%s): %w", control, k.cfg.Gopyk.SSHHostAlias, link.Kind(), err)
 	}
 	return conn, nil
+}
+
+// publish makes link the live path to the supervisor before the launch
+// completed (pre: where the supervisor listens), so that the forwarders
+// open their streams while the kernel starts.
+func (k *kernel) publish(c *sshconf.Client, link Link, pre *remote.Reply) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed || k.link != nil {
+		return
+	}
+	k.conn, k.link = c, link
+	if k.reply == nil {
+		k.reply = pre
+	}
+	close(k.up)
+}
+
+// unpublish takes back what publish did on c, for a launch that failed.
+func (k *kernel) unpublish(c *sshconf.Client) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.conn == c {
+		k.conn, k.link = nil, nil
+		k.up = make(chan struct{})
+	}
 }
 
 func (k *kernel) setUp(c *sshconf.Client, link Link, l *remote.Lease) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	published := k.conn == c && k.link == link
 	k.conn, k.link, k.lease = c, link, l
-	close(k.up)
+	if !published {
+		close(k.up)
+	}
 }
 
 func (k *kernel) setDown() (*sshconf.Client, Link, *remote.Lease) {
@@ -431,7 +521,7 @@ func (k *kernel) openRelay(ctx context.Context) (net.Conn, <-chan struct{}, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := k.dialControl(ctx, link, r)
+	conn, err := k.dialControl(ctx, link, r.Control)
 	return conn, link.Done(), err
 }
 
@@ -628,10 +718,11 @@ func (k *kernel) redial() error {
 	k.mu.Lock()
 	p := k.params(remote.ActionStatus)
 	p.RunDir = k.reply.RunDir
+	control := k.reply.Control
 	k.mu.Unlock()
 	// Never interactive: a prompt here would fight the Ctrl+D menu for the
 	// terminal, and nobody may be watching it.
-	c, link, r, l, err := k.connect(ctx, p, false)
+	c, link, r, l, err := k.connect(ctx, p, control, false, nil)
 	if err != nil {
 		return err
 	}
@@ -652,7 +743,7 @@ func (k *kernel) control() *remote.Control {
 		if err != nil {
 			return nil, err
 		}
-		return k.dialControl(ctx, link, r)
+		return k.dialControl(ctx, link, r.Control)
 	})
 }
 
@@ -665,6 +756,18 @@ func (k *kernel) interrupt(ctx context.Context) error {
 			_, err := wc.Interrupt(ctx)
 			return err
 		})
+	}
+	k.mu.Lock()
+	l := k.lease
+	k.mu.Unlock()
+	if l != nil && l.Carries("interrupt") {
+		// On the lease, always open: one round trip, not a connection's two.
+		err := l.Interrupt(ctx)
+		var re *remote.ReplyError
+		if err == nil || ctx.Err() != nil || errors.As(err, &re) {
+			return err
+		}
+		k.log.Debug("interrupt on the lease failed; on a connection of its own", "err", err)
 	}
 	return k.control().Interrupt(ctx)
 }

@@ -63,11 +63,11 @@ func (l sessionLink) Kind() string          { return kernelspec.StreamsSession }
 
 // openSessionLink starts the mux action in a new exec session on c.
 func openSessionLink(ctx context.Context, c *sshconf.Client, p remote.Params) (Link, error) {
-	s, err := c.NewSession()
+	s, err := c.OpenSession()
 	if err != nil {
 		return nil, fmt.Errorf("open an exec session for the streams: %w", err)
 	}
-	car, err := remote.OpenCarrier(ctx, killOnClose{s}, p)
+	car, err := remote.OpenCarrier(ctx, s, p)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,12 @@ func Hash() string { return pkg.hash }
 func CachePath() string { return ".gopyk/launcher-" + pkg.hash[:16] }
 
 // bootstrap runs the launcher from the cache, or asks for it on stdout and
-// reads it from stdin (Artifact) when the cache is missing or damaged: every
+// reads it from stdin (Artifact, after the parameter line) when the cache is
+// missing or damaged. It asks, and imports the package, before it reads the
+// parameters: sshd opens the session's window only once the command runs,
+// so the parameters arrive a round trip after the exec, and python starts,
+// hashes and imports meanwhile; an upload then costs python's start, not a
+// round trip more. Every
 // module is hashed on every run (V), which costs less than starting python.
 // The upload is written once, into a private directory that is renamed into
 // place whole (a concurrent upload that won is kept, a damaged dir is
@@ -139,7 +144,7 @@ J=os.path.join
 T="/tmp/gopyk-%d"%os.getuid()
 D=[J(os.path.expanduser("~"),".gopyk"),T]
 i=sys.stdin.buffer
-P=i.readline()
+P=None
 W=""
 M=None
 def V(m):
@@ -175,6 +180,7 @@ if r is None:
   if M is None:
     u=1
     F(op="upload")
+    P=i.readline()
     n=int(i.readline() or -1);s=i.read(n)
     try:
       import json,zlib
@@ -217,7 +223,7 @@ if r is None:
   sys.meta_path.insert(0,Q())
 else:sys.path.insert(0,r)
 from gopyk.main import main
-main(P,i,W)`
+main(P or i.readline(),i,W)`
 
 // bootstrapArg is the bootstrap as one line of Python for `python -c '…'`.
 // The only backslashes it contains are the \n and \" escapes of exec("…"),

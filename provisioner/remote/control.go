@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -266,8 +267,11 @@ type Lease struct {
 	closed chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+	wmu    sync.Mutex // one writer at a time: pings and calls
 	mu     sync.Mutex
 	err    error
+	seq    int
+	calls  map[int]chan []byte // in-band requests waiting for their reply line
 }
 
 // Lease opens a lease. ctx bounds the handshake only. With ping > 0 the lease
@@ -298,7 +302,7 @@ func (c *Control) Lease(ctx context.Context, ping time.Duration) (*Lease, error)
 		return nil, fmt.Errorf("supervisor lease: %w", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	l := &Lease{conn: conn, status: &st, events: make(chan Event, 16), closed: make(chan struct{})}
+	l := &Lease{conn: conn, status: &st, events: make(chan Event, 16), closed: make(chan struct{}), calls: map[int]chan []byte{}}
 	l.wg.Add(1)
 	go l.read(br)
 	if ping > 0 {
@@ -354,12 +358,112 @@ func (l *Lease) read(br *bufio.Reader) {
 		if json.Unmarshal(line, &ev) != nil || ev.Type == "" {
 			continue // tolerate what a newer supervisor might add
 		}
+		if ev.Type == eventReply {
+			l.answer(line)
+			continue
+		}
 		select {
 		case l.events <- ev:
 		case <-l.closed:
 			return
 		}
 	}
+}
+
+// eventReply is the line answering a Call, with its id.
+const eventReply = "reply"
+
+// ErrNotInBand: the supervisor does not take this request on a lease
+// (it predates LeaseOps); send it on a connection of its own.
+var ErrNotInBand = errors.New("the supervisor takes no such request on a lease")
+
+// Carries reports whether the supervisor takes op on the lease.
+func (l *Lease) Carries(op string) bool {
+	for _, o := range l.status.LeaseOps {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}
+
+// Interrupt sends SIGINT to the kernel's process group through the lease:
+// one round trip on a connection that is already open.
+func (l *Lease) Interrupt(ctx context.Context) error {
+	return l.Call(ctx, request{Op: "interrupt"}, nil)
+}
+
+// Call sends req on the lease and reads its answer into out (nil: only
+// check it), as Control's calls do on a connection of their own. It is
+// ErrNotInBand when the supervisor does not take req.Op on a lease.
+func (l *Lease) Call(ctx context.Context, req request, out any) error {
+	if !l.Carries(req.Op) {
+		return ErrNotInBand
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
+	}
+	ch := make(chan []byte, 1)
+	l.mu.Lock()
+	l.seq++
+	id := l.seq
+	l.calls[id] = ch
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.calls, id)
+		l.mu.Unlock()
+	}()
+	b, _ := json.Marshal(struct {
+		request
+		ID int `json:"id"`
+	}{req, id})
+	if err := l.write(append(b, '\n')); err != nil {
+		return fmt.Errorf("supervisor %s on the lease: %w", req.Op, err)
+	}
+	select {
+	case line := <-ch:
+		if err := readJSON(bufio.NewReader(bytes.NewReader(line)), out); err != nil {
+			return fmt.Errorf("supervisor %s: %w", req.Op, err)
+		}
+		return nil
+	case <-l.closed:
+		err := l.Err()
+		if err == nil {
+			err = ErrLeaseClosed
+		}
+		return fmt.Errorf("supervisor %s on the lease: %w", req.Op, err)
+	case <-ctx.Done():
+		return fmt.Errorf("supervisor %s on the lease: %w", req.Op, context.Cause(ctx))
+	}
+}
+
+// answer hands a reply line to the Call waiting for its id.
+func (l *Lease) answer(line []byte) {
+	var head struct {
+		ID int `json:"id"`
+	}
+	if json.Unmarshal(line, &head) != nil {
+		return
+	}
+	l.mu.Lock()
+	ch := l.calls[head.ID]
+	l.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- bytes.Clone(line): // line aliases the reader's buffer
+		default:
+		}
+	}
+}
+
+func (l *Lease) write(b []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	_, err := l.conn.Write(b)
+	return err
 }
 
 func (l *Lease) ping(every time.Duration) {
@@ -372,7 +476,7 @@ func (l *Lease) ping(every time.Duration) {
 		case <-l.closed:
 			return
 		case <-t.C:
-			if _, err := l.conn.Write(msg); err != nil {
+			if err := l.write(msg); err != nil {
 				return // the reader sees the same failure
 			}
 		}

@@ -11,8 +11,11 @@
 // reads "<length>\n<Artifact>" from stdin (the modules as JSON in zlib),
 // checks it against the hash and extracts it into a 0700 directory that is
 // renamed into place whole (modules 0600, bytecode cached in __pycache__).
-// One exec, no extra round trip. Every machine-readable line on stdout starts
-// with Magic; anything else is rc-file noise. The last frame is the Reply
+// One exec, no extra round trip: sshd opens a session's window only once the
+// command runs, so the parameters arrive a round trip after the exec, and
+// the bootstrap hashes, asks for the upload and imports the package before
+// it reads them. Every machine-readable line on stdout starts with Magic;
+// anything else is rc-file noise. The last frame is the Reply
 // ({"ok":true,…} or {"ok":false,"code":…,"error":…}).
 //
 // Launch: the launcher finds the kernel spec along Jupyter's data path,
@@ -21,12 +24,19 @@
 // file with the key), kernel.log, supervisor.log, state.json and the sockets
 // (ctl, and k-1…k-5 for ipc), then double-forks a supervisor (setsid, stdio on
 // /dev/null) that starts the kernel in its own session and replies once the
-// five sockets accept. If the local side closes the session first, the
+// five sockets accept. As soon as ctl is bound, before the kernel starts, a
+// frame {"op":"control","control":…,"run_dir":…} says where
+// (Params.OnControl): the local side takes its lease and opens its streams
+// while the kernel starts. If the local side closes the session first, the
 // supervisor stops the kernel and removes the run dir.
 //
 // Control socket (Control): one JSON request line per connection: status,
 // interrupt, persist, shutdown, restart, or lease, which stays open and
-// receives event lines (kernel_exited, restarted). Without leases the
+// receives event lines (kernel_exited, restarted). A lease also carries
+// the quick requests (status, interrupt, persist: Reply.LeaseOps), each
+// with an id and answered by a "reply" event with it (Lease.Call): an
+// interrupt costs one round trip on a connection that is already open.
+// Without leases the
 // supervisor waits the grace period and then stops the kernel, unless
 // persistent. When the kernel exits on its own, every lease hears of it at
 // once; the supervisor lingers (while a lease is held, up to 10 s) for a
@@ -40,7 +50,9 @@
 // connection. Both sides keep what they sent until acknowledged and, on
 // resume, send again from the offset the other reached, so nothing in flight
 // is lost with an SSH connection; the supervisor keeps a stream whose local
-// side is away for the grace period. After the reply line both directions
+// side is away for the grace period. A new stream asked for while the kernel
+// starts waits at the supervisor, its first bytes unread, until the kernel
+// accepts. After the reply line both directions
 // carry frames (FrameData, FrameAck, FrameFin).
 //
 // Mux (ActionMux, Carrier): for servers that refuse forwarding, an exec

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -479,3 +480,93 @@ func readConnFile(t *testing.T, path string) map[string]any {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A launch says where the supervisor listens before the kernel starts: a
+// lease taken then is granted at once, and a stream asked for then waits at
+// the supervisor with its first bytes until the kernel accepts. The lease
+// carries the quick requests, answered in-band.
+func TestEarlyLeaseAndStreams(t *testing.T) {
+	t.Parallel()
+	b := newBed(t)
+	ctx := tctx(t, 60*time.Second)
+	type early struct {
+		lease *Lease
+		conn  net.Conn
+		br    *bufio.Reader
+		err   error
+	}
+	got := make(chan early, 1)
+	p := b.params(Params{KernelName: "slowecho", Key: "early", Grace: time.Minute})
+	calls := 0
+	p.OnControl = func(control, runDir string) {
+		calls++
+		if filepath.Join(runDir, "ctl") != control {
+			t.Errorf("control frame: %q is not the ctl of %q", control, runDir)
+		}
+		go func() {
+			var e early
+			defer func() { got <- e }()
+			if e.lease, e.err = NewControl(UnixDialer(control)).Lease(ctx, 0); e.err != nil {
+				return
+			}
+			if e.conn, e.err = UnixDialer(control)(ctx); e.err != nil {
+				return
+			}
+			if e.err = RequestStream(e.conn, "shell", "", 0); e.err == nil {
+				_, e.err = e.conn.Write(AppendFrame(nil, FrameData, []byte("early\n")))
+			}
+			e.br = bufio.NewReader(e.conn)
+		}()
+	}
+	r, err := Exec(ctx, &LocalSession{Env: b.env}, p)
+	if r != nil {
+		b.own(r)
+	}
+	if err != nil || calls != 1 {
+		t.Fatalf("launch: %v, %d control frames", err, calls)
+	}
+	e := <-got
+	if e.err != nil {
+		t.Fatal(e.err)
+	}
+	defer e.lease.Close()
+	defer e.conn.Close()
+	if st := e.lease.Status().State; st != "new" && st != "starting" {
+		t.Errorf("lease granted with the kernel %s; want it before the kernel ran", st)
+	}
+	h, err := ReadHello(ctx, e.conn, e.br, "shell")
+	if err != nil || h.ID == "" {
+		t.Fatalf("the early stream: %+v, %v", h, err)
+	}
+	if k, p, err := ReadFrame(e.br, nil); err != nil || k != FrameData || string(p) != "early\n" {
+		t.Fatalf("the early bytes came back as %q %q, %v", k, p, err)
+	}
+	for _, op := range []string{"interrupt", "status", "persist"} {
+		if !e.lease.Carries(op) {
+			t.Errorf("the lease does not carry %s", op)
+		}
+	}
+	var st Reply
+	if err := e.lease.Call(ctx, request{Op: "status"}, &st); err != nil || st.State != "running" || st.Streams != 1 || st.KernelPID != r.KernelPID {
+		t.Fatalf("status on the lease: %+v, %v", st, err)
+	}
+	if err := e.lease.Call(ctx, request{Op: "shutdown"}, nil); !errors.Is(err, ErrNotInBand) {
+		t.Errorf("shutdown on the lease: %v; want ErrNotInBand", err)
+	}
+	// The echo kernel dies of the SIGINT (no handler): the answer comes
+	// first, then the event.
+	if err := e.lease.Interrupt(ctx); err != nil {
+		t.Fatalf("interrupt on the lease: %v", err)
+	}
+	select {
+	case ev := <-e.lease.Events():
+		if ev.Type != EventKernelExited || ev.Signal != int(syscall.SIGINT) && (ev.ExitCode == nil || *ev.ExitCode == 0) {
+			t.Errorf("event after the interrupt: %+v", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("no kernel_exited after the interrupt")
+	}
+	if err := e.lease.Interrupt(ctx); err == nil {
+		t.Error("interrupt of an exited kernel: no error")
+	}
+}

@@ -71,6 +71,11 @@ type Params struct {
 	KernelArgs      []string          // appended to the kernel's argv (after {connection_file} is filled in)
 
 	Progress func(msg string) // called with each progress line of a launch (a queued job); may be nil (not sent)
+	// OnControl is called once a launch has bound the supervisor's control
+	// socket, before the kernel starts: the lease and the streams can be
+	// opened from then on (streams wait at the supervisor until the kernel
+	// accepts), so they are ready when the kernel is. May be nil (not sent).
+	OnControl func(control, runDir string)
 
 	Python string // remote python for Command; default python3 (not sent)
 	Pre    string // shell commands run before the launcher (not sent)
@@ -156,10 +161,13 @@ type Reply struct {
 	Persistent    bool     `json:"persistent"`
 	GraceSeconds  float64  `json:"grace_seconds"`
 	Leases        int      `json:"leases"`
-	Streams       int      `json:"streams"` // relayed client connections, attached or waiting
-	Started       float64  `json:"started"` // unix time the supervisor started
-	Restarts      int      `json:"restarts"`
-	Tag           string   `json:"tag"`
+	// LeaseOps are the requests a lease may carry (Lease.Call): the reply
+	// to a lease request; older supervisors carry none.
+	LeaseOps []string `json:"lease_ops,omitempty"`
+	Streams  int      `json:"streams"` // relayed client connections, attached or waiting
+	Started  float64  `json:"started"` // unix time the supervisor started
+	Restarts int      `json:"restarts"`
+	Tag      string   `json:"tag"`
 
 	// Launcher slurm: the kernel's batch job.
 	Launcher  string `json:"launcher,omitempty"`
@@ -277,9 +285,11 @@ const maxLine = 1 << 20
 
 // frame is one framed line: a request from the bootstrap (Op) or a reply.
 type frame struct {
-	Op    string
-	Msg   string // Op "progress"
-	Reply *Reply
+	Op      string
+	Msg     string // Op "progress"
+	Control string // Op "control": the control socket
+	RunDir  string // Op "control"
+	Reply   *Reply
 }
 
 // parseFrame finds a framed line in line (rc noise may precede the magic on
@@ -293,6 +303,8 @@ func parseFrame(line []byte) (f frame, ok bool, err error) {
 	var probe struct {
 		Op      *string `json:"op"`
 		Message string  `json:"message"`
+		Control string  `json:"control"`
+		RunDir  string  `json:"run_dir"`
 		OK      *bool   `json:"ok"`
 	}
 	if err := json.Unmarshal(body, &probe); err != nil {
@@ -302,7 +314,7 @@ func parseFrame(line []byte) (f frame, ok bool, err error) {
 		if *probe.Op == "" {
 			return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: errors.New("empty op")}
 		}
-		return frame{Op: *probe.Op, Msg: probe.Message}, true, nil
+		return frame{Op: *probe.Op, Msg: probe.Message, Control: probe.Control, RunDir: probe.RunDir}, true, nil
 	}
 	if probe.OK == nil {
 		return frame{}, true, &ProtocolError{Line: shorten(string(body), 200), Err: errors.New(`neither "op" nor "ok"`)}
@@ -431,6 +443,10 @@ func run(ctx context.Context, stdin io.Writer, br *bufio.Reader, p Params) (*Rep
 		case "progress":
 			if p.Progress != nil {
 				p.Progress(res.f.Msg)
+			}
+		case "control":
+			if p.OnControl != nil && res.f.Control != "" {
+				p.OnControl(res.f.Control, res.f.RunDir)
 			}
 		case "upload":
 			if _, err := fmt.Fprintf(stdin, "%d\n", len(pkg.upload)); err == nil {

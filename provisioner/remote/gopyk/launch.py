@@ -17,7 +17,7 @@ import time
 from .client import clean_stale_detached
 from .common import Fail, rmtree, write_all
 from .facts import host_facts
-from .proto import progress
+from .proto import control, progress
 from .rundir import HOME_FULL, NO_ROOM, new_run_dir, no_room
 from .slurm import SlurmSupervisor, slurm_args
 from .specs import find_spec
@@ -49,6 +49,8 @@ def launch(params, stdin):
     facts = host_facts()
     run_dir, listener = new_run_dir()
     params["home_full"] = HOME_FULL[0]
+    # Connections to ctl wait in its backlog until the supervisor serves them.
+    control(os.path.join(run_dir, "ctl"), run_dir)
     try:
         cls = SlurmSupervisor if launcher == "slurm" else Supervisor
         sup = cls(params, spec, run_dir, listener, facts)

@@ -3,7 +3,8 @@
 # Owns: MAGIC and PROTOCOL (provisioner/remote/protocol.go has the same), the
 # frame format (a newline, MAGIC, one JSON object, a newline: whatever rc files
 # print is ignored by the reader), the one reply of an exec action and the
-# progress frames before it.
+# progress frames before it, and the control frame that says where the
+# supervisor will listen.
 # May not: put the key in a frame; nothing else in the package writes frames
 # on stdout (mux.py's carrier starts only after its reply frame).
 
@@ -27,6 +28,17 @@ def reply(obj):
         write_all(1, frame(obj))
     except OSError:
         pass  # the local side went away; nothing left to tell
+
+
+def control(path, run_dir):
+    """The control socket is bound (the kernel is not started yet): the local
+    side opens its link, lease and streams now, so they are ready with the
+    kernel instead of a few round trips after it (streams wait at the
+    supervisor until the kernel accepts)."""
+    try:
+        write_all(1, frame({"op": "control", "control": path, "run_dir": run_dir}))
+    except OSError:
+        pass
 
 
 def progress(message):

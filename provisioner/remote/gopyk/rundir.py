@@ -144,7 +144,9 @@ def control_listener(run_dir):
         finally:
             os.umask(old)
         os.chmod(ctl, 0o600)
-        listener.listen(16)
+        # The lease, each client's streams and the local readiness check
+        # may all arrive while the supervisor is still being forked.
+        listener.listen(128)
     except OSError:
         listener.close()
         raise

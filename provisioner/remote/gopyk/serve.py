@@ -2,9 +2,10 @@
 #
 # Owns: class ControlServer, the Supervisor's half that serves ctl: one JSON
 # request line per connection (status, interrupt, persist, stream, lease,
-# shutdown, restart), leases and their pings, events to lease holders
-# (kernel_exited, restarted), the grace period, and handing a connection
-# whose request is "stream" to relay.Stream.
+# shutdown, restart), leases with their pings and in-band requests (LEASE_OPS),
+# events to lease holders (kernel_exited, restarted, reply), the grace
+# period, and handing a connection whose request is "stream" to
+# relay.Stream (parked while the kernel starts).
 # May not: start or signal the kernel itself (it asks supervisor.py's methods:
 # stop, start_kernel, signal_kernel), put the key in an answer, write to stdout.
 
@@ -23,6 +24,9 @@ from .relay import Stream
 # not cut off by the network, which goes silent first. The kernel then stops
 # after this long unless a lease arrives (a reconnect after a crashed sshd).
 ABANDONED = 4.0
+
+# Requests a lease may carry (answered in-band, see request()).
+LEASE_OPS = ("interrupt", "status", "persist")
 
 
 class Conn(object):
@@ -124,24 +128,19 @@ class ControlServer(object):
             req = json.loads(line.decode())
             op = req.get("op")
         except (ValueError, UnicodeDecodeError, AttributeError):
-            self.answer(c, {"ok": False, "code": "bad_request", "error": "request is not a JSON object"})
+            if not c.lease:
+                self.answer(c, {"ok": False, "code": "bad_request", "error": "request is not a JSON object"})
             return
         if c.lease:
-            return  # pings keep a lease alive; nothing else is read on it
-        if op == "status":
-            self.answer(c, self.status())
-        elif op == "interrupt":
-            if self.state != "running":
-                self.answer(c, {"ok": False, "code": "not_running", "error": "the kernel is %s" % self.state})
-                return
-            self.log("interrupt: SIGINT to the kernel")
-            self.signal_kernel(signal.SIGINT)
-            self.answer(c, {"ok": True})
-        elif op == "persist":
-            self.persistent = bool(req.get("persistent"))
-            self.log("persistent = %s" % self.persistent)
-            self.arm_grace()
-            self.answer(c, self.status())
+            # Pings keep a lease alive. The quick requests ride on it too,
+            # answered as a "reply" event with their id: the lease is always
+            # open, so an interrupt costs one round trip, not a connection's
+            # two.
+            if op in LEASE_OPS and "id" in req:
+                self.lease_request(c, req)
+            return
+        if op in LEASE_OPS:
+            self.answer(c, self.quick(op, req))
         elif op == "stream":
             self.open_stream(c, req)
         elif op == "lease":
@@ -150,7 +149,7 @@ class ControlServer(object):
             c.ping_timeout = float(pt) if isinstance(pt, (int, float)) and pt > 0 else 0.0
             self.cancel("grace")
             self.log("lease opened (%d now)" % len(self.leases()))
-            self.answer(c, self.status(), close=False)
+            self.answer(c, dict(self.status(), lease_ops=list(LEASE_OPS)), close=False)
         elif op == "shutdown":
             wait = req.get("timeout")
             wait = float(wait) if isinstance(wait, (int, float)) and wait >= 0 else self.shutdown_timeout
@@ -175,6 +174,49 @@ class ControlServer(object):
         else:
             self.answer(c, {"ok": False, "code": "bad_request", "error": "unknown op %r" % (op,)})
 
+    def quick(self, op, req):
+        """The answer to a request that needs no waiting (LEASE_OPS)."""
+        if op == "status":
+            return self.status()
+        if op == "interrupt":
+            if self.state != "running":
+                return {"ok": False, "code": "not_running", "error": "the kernel is %s" % self.state}
+            self.log("interrupt: SIGINT to the kernel")
+            self.signal_kernel(signal.SIGINT)
+            return {"ok": True}
+        self.persistent = bool(req.get("persistent"))  # persist
+        self.log("persistent = %s" % self.persistent)
+        self.arm_grace()
+        return self.status()
+
+    def lease_request(self, c, req):
+        ans = dict(self.quick(req["op"], req))
+        ans["event"], ans["id"] = "reply", req["id"]
+        if not send_all(c.sock, (json.dumps(ans) + "\n").encode()):
+            self.drop(c)
+
+    # -- streams
+
+    def park(self, c, req):
+        """A new stream asked for while the kernel starts: it waits here, its
+        early bytes unread in the socket, until the kernel accepts (flush)."""
+        self.sel.unregister(c.sock)
+        self.conns.pop(c.sock.fileno(), None)
+        self.parked.append((c, req))
+
+    def flush_parked(self):
+        """Serve the parked streams once the kernel runs, or fail them if it will not."""
+        if not self.parked or self.state in ("new", "starting"):
+            return
+        parked, self.parked = self.parked, []
+        for c, req in parked:
+            if self.state == "running" and not self.want_exit:
+                self.conns[c.sock.fileno()] = c
+                self.sel.register(c.sock, selectors.EVENT_READ, c)
+                self.open_stream(c, req)
+            else:
+                self.answer_sock(c.sock, {"ok": False, "code": "not_running", "error": "the kernel is %s" % self.state})
+
     def open_stream(self, c, req):
         """Turn control connection c into the channel of a relayed stream: a new one, or one resumed."""
         sid, channel, recv = req.get("id") or "", req.get("channel"), req.get("recv") or 0
@@ -189,6 +231,9 @@ class ControlServer(object):
         else:
             if channel not in CHANNELS:
                 self.answer(c, {"ok": False, "code": "bad_request", "error": "unknown channel %r" % (channel,)})
+                return
+            if self.state in ("new", "starting") and not self.want_exit:
+                self.park(c, req)
                 return
             if self.state != "running":
                 self.answer(c, {"ok": False, "code": "not_running", "error": "the kernel is %s" % self.state})

@@ -57,6 +57,7 @@ class Supervisor(ControlServer):
         self.restarts = 0
         self.conns = {}
         self.streams = {}
+        self.parked = []  # (conn, request) of streams waiting for the kernel to start
         self.stream_seq = 0
         self.timers = {}
         self.stop_waiters = []  # callbacks run once the kernel has exited after stop()
@@ -357,6 +358,9 @@ class Supervisor(ControlServer):
                 pass
         for s in list(self.streams.values()):
             s.close()
+        for c, _ in self.parked:
+            c.sock.close()
+        self.parked = []
         for c in list(self.conns.values()):
             try:
                 c.sock.close()
@@ -421,6 +425,7 @@ class Supervisor(ControlServer):
                 if when <= now and self.timers.get(name, (None,))[0] == when:
                     del self.timers[name]
                     fn()
+            self.flush_parked()
             for c in self.leases():
                 if c.ping_timeout and now - c.last_seen > c.ping_timeout:
                     self.log("lease silent for %gs: dropped" % c.ping_timeout)
