@@ -38,8 +38,9 @@ type bed struct {
 	// sessionSpec is fastSpec with streams session: every stream over one
 	// exec session (the path for servers that refuse forwarding).
 	sessionSpec string
-	// baseSpec is fastSpec added by the -baseline-bin build ("" without one).
-	baseSpec string
+	// baseSpec and baseSlowSpec are fastSpec and slowSpec added by the
+	// -baseline-bin build ("" without one).
+	baseSpec, baseSlowSpec string
 
 	mu    sync.Mutex
 	procs []*proc
@@ -98,8 +99,9 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*
 		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin},
 	}
 	if base != "" {
-		b.baseSpec = "gpk_bench_baseline"
-		specs = append(specs, struct{ name, alias, cfg, streams, bin string }{b.baseSpec, sshd.Alias, sshd.ConfigFile, "auto", base})
+		b.baseSpec, b.baseSlowSpec = "gpk_bench_baseline", "gpk_bench_baseline_slow"
+		specs = append(specs, struct{ name, alias, cfg, streams, bin string }{b.baseSpec, sshd.Alias, sshd.ConfigFile, "auto", base},
+			struct{ name, alias, cfg, streams, bin string }{b.baseSlowSpec, b.slow.alias, b.slow.config, "auto", base})
 	}
 	for _, s := range specs {
 		if err := b.gopykOf(ctx, s.bin, "add", "--kernel-name", s.name, "--display-name", s.name,

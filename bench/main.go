@@ -22,6 +22,7 @@ type options struct {
 	out        string
 	launches   int
 	roundTrips int
+	interrupts int
 	mb         int
 	tpRuns     int
 	idle       time.Duration
@@ -45,6 +46,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/results", "directory the markdown table is written to")
 	flag.IntVar(&o.launches, "n", 10, "launches per launch series (cold, repeated, local, and each at 100 ms RTT)")
 	flag.IntVar(&o.roundTrips, "rt", 200, "execute round trips per client")
+	flag.IntVar(&o.interrupts, "interrupts", 10, "interrupts per kernel (local, and gopyk at 100 ms RTT)")
 	flag.IntVar(&o.mb, "mb", 100, "MiB of stream output for the throughput cell")
 	flag.IntVar(&o.tpRuns, "tp-runs", 3, "throughput runs per kernel (median reported)")
 	flag.DurationVar(&o.idle, "idle", 60*time.Second, "idle window for CPU and process counting")

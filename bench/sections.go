@@ -41,8 +41,11 @@ type results struct {
 	rtt                time.Duration
 	slowLocal          launches // the local kernel again, interleaved with the slow launches
 	slowCold, slowWarm launches
+	baseSlowCold       launches // the -baseline-bin build at rtt, interleaved with the above
+	baseSlowWarm       launches
 	rtSlow             []time.Duration
 	rtSlowSSH          []time.Duration
+	intLocal, intSlow  []time.Duration // SIGINT → KeyboardInterrupt reply: the local kernel, gopyk at rtt
 
 	rtWS, rtWSDirect []time.Duration // through the Nagle-on gateway, and direct TCP in the same turns
 
@@ -201,10 +204,15 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 	var errs []error
 	var err error
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
-	if err := b.runLaunches(ctx, r.opts.launches,
-		series{"python3", "", &r.slowLocal},
-		series{b.slowSpec, cold, &r.slowCold},
-		series{b.slowSpec, "", &r.slowWarm}); err != nil {
+	ss := []series{
+		{"python3", "", &r.slowLocal},
+		{b.slowSpec, cold, &r.slowCold},
+		{b.slowSpec, "", &r.slowWarm},
+	}
+	if b.baseSlowSpec != "" {
+		ss = append(ss, series{b.baseSlowSpec, cold, &r.baseSlowCold}, series{b.baseSlowSpec, "", &r.baseSlowWarm})
+	}
+	if err := b.runLaunches(ctx, r.opts.launches, ss...); err != nil {
 		errs = append(errs, err)
 	}
 	gk, err := b.startGopyk(ctx, b.slowSpec)
@@ -228,5 +236,15 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 		return errors.Join(append(errs, fmt.Errorf("round trips (1 gopyk, 2 %s): %w", sshExec.name, err))...)
 	}
 	r.rtSlow, r.rtSlowSSH = rts[0], rts[1]
+	lk, err := b.startLocal(ctx)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("local kernel: %w", err))...)
+	}
+	defer lk.shutdown(ctx)
+	its, err := interrupts(ctx, r.opts.interrupts, lk, gk)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("interrupts (1 local, 2 gopyk): %w", err))...)
+	}
+	r.intLocal, r.intSlow = its[0], its[1]
 	return errors.Join(errs...)
 }

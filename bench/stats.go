@@ -82,3 +82,12 @@ func met(ok bool) string {
 	}
 	return "**not met**"
 }
+
+// minMedMaxMs is "min / median / max" in milliseconds.
+func minMedMaxMs(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "n/a"
+	}
+	s := sorted(ds)
+	return fmt.Sprintf("%.0f / **%.0f** / %.0f ms (n=%d)", ms(s[0]), ms(median(s)), ms(s[len(s)-1]), len(s))
+}

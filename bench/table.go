@@ -124,9 +124,30 @@ func (r *results) markdown() string {
 	}
 	slowRow("cold", r.slowCold)
 	slowRow("repeated", r.slowWarm)
+	baseSlowRow := func(name string, g, base launches) {
+		if len(base.launch) == 0 {
+			return
+		}
+		gm, bm := median(g.launch), median(base.launch)
+		n := 0.0
+		if rtt > 0 && bm > 0 && slm > 0 {
+			n = float64(bm-slm) / float64(rtt)
+		}
+		w("| launch at %v RTT, %s, baseline build `%s` (min / median / max) | | %s | %.1f RTT above the local kernel's start; this build − baseline = %+.2f s (medians, interleaved) | ≤ baseline | %s | |",
+			rtt, name, r.opts.baseline, minMedMax(base.launch), n, (gm - bm).Seconds(), verdict(gm > 0 && bm > 0, gm <= bm))
+	}
+	baseSlowRow("cold", r.slowCold, r.baseSlowCold)
+	baseSlowRow("repeated", r.slowWarm, r.baseSlowWarm)
 	sm, ssm := median(r.rtSlow), median(r.rtSlowSSH)
 	w("| execute round trip at %v RTT (median / p99) | %s | %s | %s: %s | ≤ 1.10× ssh -L | %s | |",
 		rtt, medP99(r.rtLocal), medP99(r.rtSlow), sshExec.name, medP99(r.rtSlowSSH), verdict(sm > 0 && ssm > 0, float64(sm) <= 1.1*float64(ssm)))
+	im, lim := median(r.intSlow), median(r.intLocal)
+	ni := 0.0
+	if rtt > 0 && im > 0 && lim > 0 {
+		ni = float64(im-lim) / float64(rtt)
+	}
+	w("| interrupt at %v RTT: SIGINT to the kernel's process → KeyboardInterrupt reply (min / median / max) | %s | %s | %.2f RTT above the local kernel's | ≤ local + 1.2 RTT | %s | local + 1 RTT (ControlMaster) |",
+		rtt, minMedMaxMs(r.intLocal), minMedMaxMs(r.intSlow), ni, verdict(im > 0 && lim > 0, ni <= 1.2))
 	wm, dm := median(r.rtWS), median(r.rtWSDirect)
 	wsRatio := ""
 	if wm > 0 && dm > 0 {
