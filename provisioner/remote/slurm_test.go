@@ -117,15 +117,15 @@ func TestSlurmLaunch(t *testing.T) {
 		}
 		_ = syscall.Kill(r.SupervisorPID, syscall.SIGKILL)
 		waitGone(t, 10*time.Second, r.SupervisorPID)
-		// Unless the clean-up the launch started, detached, got there
-		// first on a slow machine.
-		before := exists(r.RunDir)
+		// list or, racing it on a slow machine, the clean-up the launch
+		// started (detached) cancels the job and removes the run dir; which
+		// of the two did is not this test's to know.
 		l, err := b.exec(Params{Action: ActionList})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if before && !strings.Contains(strings.Join(l.Removed, "\n"), "Slurm job "+r.JobID+" ") {
-			t.Fatalf("list removed %q: want job %s", l.Removed, r.JobID)
+		if exists(r.RunDir) {
+			t.Fatalf("run dir %s left after list (removed %q)", r.RunDir, l.Removed)
 		}
 		if err := s.WaitNoJobs(tctx(t, 20*time.Second)); err != nil {
 			t.Fatal(err)
