@@ -155,3 +155,58 @@ func (s *SSHD) isSSHD(p proc) bool {
 	}
 	return p.comm == name
 }
+
+// Askpass writes an SSH_ASKPASS program standing in for the user: it
+// answers a verification code (from totp, when given) to a prompt that asks
+// for one and password to any other, and appends each prompt to the file
+// Prompts returns. The secrets sit in 0600 files beside it, never on a
+// command line.
+func Askpass(t testing.TB, password string, totp *TOTP) *AskpassProgram {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gpk-14-askpass-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a := &AskpassProgram{Path: filepath.Join(dir, "askpass"), log: filepath.Join(dir, "prompts")}
+	pw, secret := filepath.Join(dir, "password"), filepath.Join(dir, "secret")
+	if err := os.WriteFile(pw, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code := "echo no-code"
+	if totp != nil {
+		if err := os.WriteFile(secret, []byte(totp.secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code = "oathtool --totp -b - < " + secret
+	}
+	script := "#!/bin/sh\nprintf '%s\\n' \"$1\" >> " + a.log + "\ncase \"$1\" in\n*erification*) " + code + " ;;\n*) cat " + pw + " ;;\nesac\n"
+	if err := os.WriteFile(a.Path, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// AskpassProgram is the program Askpass wrote.
+type AskpassProgram struct {
+	Path string
+	log  string
+}
+
+// Env is SSH_ASKPASS set to this program, forced (no display needed), on
+// top of env.
+func (a *AskpassProgram) Env(env []string) []string {
+	return append(append([]string(nil), env...), "SSH_ASKPASS="+a.Path, "SSH_ASKPASS_REQUIRE=force")
+}
+
+// Prompts are the questions asked so far, one per line.
+func (a *AskpassProgram) Prompts() []string {
+	b, _ := os.ReadFile(a.log)
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
