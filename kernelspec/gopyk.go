@@ -26,7 +26,18 @@ type Gopyk struct {
 	// notebook: no "connection lost" / "reconnected" lines under running
 	// cells. "" or "on": shown.
 	ConnectionNotices string `json:"connection_notices,omitempty"`
+	SSHClient         string `json:"ssh_client,omitempty"` // "" / SSHClientNative, SSHClientOpenSSH, SSHClientAuto
 }
+
+// SSHClient values: gopyk's own SSH client (golang.org/x/crypto), the
+// user's OpenSSH ssh run once per connection as a master (GSSAPI/Kerberos,
+// PKCS#11, every ssh_config feature), or OpenSSH where the native client
+// cannot log in. A live ControlMaster at the ControlPath is used by all.
+const (
+	SSHClientNative  = "native"
+	SSHClientOpenSSH = "openssh"
+	SSHClientAuto    = "auto"
+)
 
 // Streams values: SSH forwarding to the supervisor's unix socket, one exec
 // session carrying every stream (for servers that refuse forwarding), or

@@ -33,6 +33,7 @@ const (
 	flagStreams      = "streams"
 	flagLinkTO       = "link-timeout"
 	flagNotices      = "connection-notices"
+	flagSSHClient    = "ssh-client"
 )
 
 // fieldFlags are the flags; add shows its defaults, edit has none (an edit
@@ -62,6 +63,7 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.IntFlag{Name: flagReconnectTO, HideDefault: true, Usage: "`SECONDS` gopyk-kernel keeps reconnecting after the network drops before it gives up and exits" + def(fmt.Sprint(kernelspec.DefaultReconnectTimeout))},
 		&cli.IntFlag{Name: flagLinkTO, HideDefault: true, Usage: "`SECONDS` the SSH connection may stay silent before gopyk-kernel takes it for lost and dials a new one, whatever ServerAliveInterval says (ssh -G reports 300 under BatchMode yes)" + def(fmt.Sprint(kernelspec.DefaultLinkTimeout))},
 		&cli.StringFlag{Name: flagNotices, Usage: "`ON|OFF`: while the connection is lost, tell each running cell under its output (connection lost, reconnected)" + def("on")},
+		&cli.StringFlag{Name: flagSSHClient, Usage: "`CLIENT` that logs in: native (gopyk's own), openssh (your ssh, once per connection: Kerberos/GSSAPI, PKCS#11, every ssh_config feature) or auto (openssh where native cannot log in); a live ControlMaster at the host's ControlPath is used by all" + def("native")},
 		&cli.StringFlag{Name: flagStreams, Usage: "`HOW` the kernel's streams reach the remote: forward (SSH forwarding to a unix socket), session (one exec session carries them all, for servers that refuse forwarding) or auto (forward, else session)" + def("auto")},
 	}
 }
@@ -217,6 +219,14 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 			return fmt.Errorf("--streams %q: use forward, session or auto", g.Streams)
 		}
 	}
+	if cmd.IsSet(flagSSHClient) {
+		g.SSHClient = cmd.String(flagSSHClient)
+		switch g.SSHClient {
+		case kernelspec.SSHClientNative, kernelspec.SSHClientOpenSSH, kernelspec.SSHClientAuto:
+		default:
+			return fmt.Errorf("--ssh-client %q: use native, openssh or auto", g.SSHClient)
+		}
+	}
 	for _, f := range []struct {
 		flag string
 		to   *int
@@ -259,6 +269,7 @@ var unsettable = map[string]struct {
 	"streams":            {flagStreams, func(g *kernelspec.Gopyk) { g.Streams = "" }},
 	"link_timeout":       {flagLinkTO, func(g *kernelspec.Gopyk) { g.LinkTimeout = 0 }},
 	"connection_notices": {flagNotices, func(g *kernelspec.Gopyk) { g.ConnectionNotices = "" }},
+	"ssh_client":         {flagSSHClient, func(g *kernelspec.Gopyk) { g.SSHClient = "" }},
 }
 
-const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams, link_timeout, connection_notices"
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams, link_timeout, connection_notices, ssh_client"

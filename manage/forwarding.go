@@ -2,18 +2,17 @@ package manage
 
 import (
 	"context"
-	"net"
 
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/provisioner/remote"
-	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/transport"
 )
 
 // forwardingCheck says which path to the supervisor the host allows: SSH
 // forwarding to a unix socket (the launcher opens one to probe), or, when
 // the server refuses it, one exec session carrying every stream. A spec
 // forced to forward on such a server is an error.
-func forwardingCheck(ctx context.Context, c *sshconf.Client, g kernelspec.Gopyk, spec string) Check {
+func forwardingCheck(ctx context.Context, c transport.Conn, g kernelspec.Gopyk, spec string) Check {
 	chk := Check{Label: "Forwarding"}
 	sess, err := c.NewSession()
 	if err != nil {
@@ -21,7 +20,7 @@ func forwardingCheck(ctx context.Context, c *sshconf.Client, g kernelspec.Gopyk,
 		return chk
 	}
 	ok, err := remote.ProbeForward(ctx, sess, remote.Params{Python: g.RemotePython, Pre: g.RemotePre},
-		func(ctx context.Context, path string) (net.Conn, error) { return c.DialContext(ctx, "unix", path) })
+		c.DialUnix)
 	switch {
 	case err != nil:
 		chk.Status, chk.Message = StatusUnknown, "not checked: "+oneLine(err.Error())

@@ -3,12 +3,13 @@ package manage
 import (
 	"bytes"
 	"context"
+	"io"
 	"path"
 	"regexp"
 	"strings"
 
 	"github.com/gopyk/gopyk/kernelspec"
-	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/transport"
 )
 
 // moduleName is what `python -m` accepts and what may go unquoted into
@@ -41,7 +42,7 @@ func kernelModule(argv []string) (python, module string, ok bool) {
 // argv runs, after the spec's pre-command, in one exec session: a venv whose
 // kernel spec is found but which lacks ipykernel passes every other check
 // and fails only at launch. ok is false when argv is not a python -m kernel.
-func importCheck(ctx context.Context, c *sshconf.Client, g kernelspec.Gopyk, argv []string) (Check, bool) {
+func importCheck(ctx context.Context, c transport.Conn, g kernelspec.Gopyk, argv []string) (Check, bool) {
 	python, module, ok := kernelModule(argv)
 	if !ok {
 		return Check{}, false
@@ -55,13 +56,12 @@ func importCheck(ctx context.Context, c *sshconf.Client, g kernelspec.Gopyk, arg
 	defer sess.Close()
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
-	var stderr bytes.Buffer
-	sess.Stderr = &stderr
 	cmd := "exec " + shQuote(python) + " -c 'import " + module + "'"
 	if pre := strings.TrimRight(strings.TrimSpace(g.RemotePre), ";"); pre != "" {
 		cmd = pre + " && " + cmd
 	}
-	if err := sess.Run(cmd); err != nil {
+	var stderr bytes.Buffer
+	if err := runSession(sess, cmd, &stderr); err != nil {
 		msg := lastLine(stderr.String())
 		if ctx.Err() != nil {
 			msg = "no answer in time"
@@ -78,6 +78,20 @@ func importCheck(ctx context.Context, c *sshconf.Client, g kernelspec.Gopyk, arg
 	}
 	chk.Status, chk.Message = StatusOK, python+" imports "+module
 	return chk, true
+}
+
+// runSession runs cmd in sess with no stdin, its stderr into stderr, and waits
+// for it and for its output.
+func runSession(sess transport.Session, cmd string, stderr *bytes.Buffer) error {
+	errp, err := sess.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := sess.Start(cmd); err != nil {
+		return err
+	}
+	_, _ = io.Copy(stderr, io.LimitReader(errp, 64<<10))
+	return sess.Wait()
 }
 
 // shQuote single-quotes s for the remote login shell (sh, bash, zsh, csh and

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/transport"
 	"github.com/gopyk/gopyk/wsproxy"
 	"github.com/urfave/cli/v3"
 )
@@ -221,8 +222,9 @@ func (a *App) sshKernelReport(ctx context.Context, s *kernelspec.Spec, noCheck b
 		return r
 	}
 	for i, h := range route {
-		sr.Route = append(sr.Route, hostChecks(h, i < len(route)-1))
+		sr.Route = append(sr.Route, hostChecks(ctx, h, i < len(route)-1))
 	}
+	sr.SSHClient = clientCheck(g, route.Target(), s.Name)
 	switch {
 	case noCheck:
 		sr.Remote = unknownRemote("not checked (--no-check)")
@@ -245,8 +247,28 @@ func simplifiedCommand(g kernelspec.Gopyk) string {
 	return fmt.Sprintf("ssh %s %s  (remote kernel spec %s)", g.SSHHostAlias, shellQuote(remote), g.RemoteKernelName)
 }
 
+// clientCheck says which SSH client logs in, and warns where the native
+// one cannot do what the config asks for.
+func clientCheck(g kernelspec.Gopyk, t *sshconf.Settings, spec string) *Check {
+	client, why := transport.Choose(g.SSHClient, t)
+	p := t.Raw["pkcs11provider"]
+	pkcs11 := len(p) > 0 && !strings.EqualFold(p[0], "none")
+	if g.SSHClient == "" && !pkcs11 {
+		return nil // the default, nothing to say
+	}
+	c := &Check{Status: StatusInfo, Message: client}
+	if g.SSHClient == kernelspec.SSHClientAuto {
+		c.Message = "auto: " + client + " (" + why + ")"
+	}
+	if client == kernelspec.SSHClientNative && pkcs11 {
+		c.Status = StatusWarning
+		c.Message += "; the config asks for PKCS11Provider " + p[0] + ", which only OpenSSH's ssh can use; fix: gopyk edit --kernel-name " + spec + " --ssh-client openssh"
+	}
+	return c
+}
+
 // hostChecks describes the settings gopyk takes from the ssh config of one hop.
-func hostChecks(h *sshconf.Settings, jump bool) hostReport {
+func hostChecks(ctx context.Context, h *sshconf.Settings, jump bool) hostReport {
 	hr := hostReport{
 		Alias: h.Alias, Jump: jump, HostName: h.HostName, Port: h.Port, User: h.User,
 		IdentityFiles: nonNil(h.IdentityFiles), ProxyJump: h.ProxyJump, ProxyCommand: h.ProxyCommand,
@@ -297,15 +319,32 @@ func hostChecks(h *sshconf.Settings, jump bool) hostReport {
 	if h.ProxyCommand != "" && !isWS {
 		add("proxycommand", StatusInfo, h.ProxyCommand)
 	}
-	for _, k := range []string{"controlmaster", "controlpersist", "controlpath"} {
+	for _, k := range []string{"controlmaster", "controlpersist"} {
 		v := strings.Join(h.Raw[k], " ")
 		switch strings.ToLower(v) {
 		case "", "no", "false", "none":
 			continue
 		}
-		add(k, StatusInfo, v+" (not needed by gopyk: it keeps its one connection itself)")
+		add(k, StatusInfo, v)
+	}
+	if h.ControlPath != "" {
+		st, msg := controlPathCheck(ctx, h, jump)
+		add("controlpath", st, msg)
 	}
 	return hr
+}
+
+// controlPathCheck says whether an OpenSSH master answers at the host's
+// ControlPath (a local socket: asked even with --no-check), which gopyk
+// then goes through.
+func controlPathCheck(ctx context.Context, h *sshconf.Settings, jump bool) (Status, string) {
+	if jump {
+		return StatusInfo, h.ControlPath + " (gopyk goes through a master of the target host, not of a jump host)"
+	}
+	if transport.MasterAlive(ctx, h) {
+		return StatusOK, h.ControlPath + ": an OpenSSH master answers; gopyk goes through it (no new connection, no login)"
+	}
+	return StatusInfo, h.ControlPath + ": no master answers; `ssh -M -f -N " + h.Alias + "` opens one, which gopyk then goes through"
 }
 
 // sshDefaults reports whether files is the list ssh -G prints when no

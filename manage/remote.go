@@ -10,6 +10,7 @@ import (
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/transport"
 	"github.com/gopyk/gopyk/wsproxy"
 )
 
@@ -26,7 +27,7 @@ type remoteChecker struct {
 
 type hostConn struct {
 	once sync.Once
-	c    *sshconf.Client
+	c    transport.Conn
 	err  error
 	took time.Duration
 }
@@ -45,7 +46,7 @@ func (rc *remoteChecker) conn(ctx context.Context, g kernelspec.Gopyk, route ssh
 	hc.once.Do(func() {
 		t := time.Now()
 		// Asks on the terminal when there is one, as ssh would.
-		hc.c, hc.err = sshconf.Dial(ctx, route, sshconf.DialOptions{Interactive: true})
+		hc.c, hc.err = transport.Dial(ctx, route, transport.Options{Client: g.SSHClient, ConfigFile: g.SSHConfig, Interactive: true})
 		hc.took = time.Since(t)
 	})
 	return hc
@@ -77,6 +78,9 @@ func (rc *remoteChecker) check(ctx context.Context, s *kernelspec.Spec, route ss
 		Message: fmt.Sprintf("%s@%s:%d (%v)", t.User, t.HostName, t.Port, hc.took.Round(time.Millisecond))}
 	if ws, ok := wsproxy.ParseCommand(t.ProxyCommand); ok {
 		conn.Message = fmt.Sprintf("%s %s (%v)", t.User, wsDescription(ws), hc.took.Round(time.Millisecond))
+	}
+	if via := hc.c.Via(); via != "native" {
+		conn.Message += " via " + via
 	}
 
 	sess, err := hc.c.NewSession()

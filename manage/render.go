@@ -110,6 +110,9 @@ func (p *printer) ssh(k kernelReport) {
 	if s.SSHConfig != nil {
 		p.check("SSH Config File", *s.SSHConfig)
 	}
+	if s.SSHClient != nil {
+		p.check("SSH Client", *s.SSHClient)
+	}
 	if s.RouteError != nil {
 		p.line("SSH Host Alias", s.RouteError.Key)
 		p.sub(Check{Key: "error", Status: s.RouteError.Status, Message: s.RouteError.Message})

@@ -70,7 +70,8 @@ type sshReport struct {
 	Command          string           `json:"command"` // simplified, for people
 	InterruptMode    Check            `json:"interrupt_mode"`
 	SSHConfig        *Check           `json:"ssh_config,omitempty"`
-	Route            []hostReport     `json:"route"` // dial order: jump hosts first, the target last
+	SSHClient        *Check           `json:"ssh_client,omitempty"` // which client logs in, once the route resolved
+	Route            []hostReport     `json:"route"`                // dial order: jump hosts first, the target last
 	RouteError       *Check           `json:"route_error,omitempty"`
 	Remote           []Check          `json:"remote"`
 	Launch           *Check           `json:"launch,omitempty"` // --launch: how the real launch went
@@ -103,7 +104,7 @@ func (k kernelReport) failed() bool {
 	}
 	s := k.SSH
 	all := append([]Check{s.InterruptMode}, s.Remote...)
-	for _, c := range []*Check{s.SSHConfig, s.RouteError, s.Launch} {
+	for _, c := range []*Check{s.SSHConfig, s.SSHClient, s.RouteError, s.Launch} {
 		if c != nil {
 			all = append(all, *c)
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -242,6 +243,7 @@ type Master struct {
 	pid   int
 	watch *ctl
 	done  chan struct{}
+	ended atomic.Int64 // UnixNano when the watch saw the master go
 	once  sync.Once
 }
 
@@ -266,7 +268,16 @@ func (m *Master) watchMaster() {
 	// The master sends nothing on an idle control connection: the read
 	// ends when the master exits (or Close closes it).
 	_, _ = io.Copy(io.Discard, m.watch.c)
+	m.ended.Store(time.Now().UnixNano())
 	close(m.done)
+}
+
+// Ended is when the master was found gone (zero while it runs).
+func (m *Master) Ended() time.Time {
+	if n := m.ended.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // Path is the ControlPath the master listens on.

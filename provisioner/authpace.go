@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/transport"
 )
 
 // Re-login pacing. A refused login is not a network error: retrying it at
@@ -21,6 +22,10 @@ var (
 	// login; it is tried this often, so a master opened meanwhile
 	// (`ssh -M -f -N host`) or a key brings the kernel back.
 	cannotAskEvery = 10 * time.Second
+	// masterPoll: while a re-login waits, the host's ControlPath is
+	// checked this often (a local socket), so that a master the user opens
+	// brings the kernel back at once.
+	masterPoll = time.Second
 )
 
 // authPacer paces the re-logins of one kernel. Only its monitor uses it.
@@ -62,4 +67,32 @@ func (a *authPacer) next(err error, now time.Time, log *slog.Logger, host string
 	}
 	a.saidCannt = false
 	return 0, false
+}
+
+// paceWait waits d before the next re-login, less when an OpenSSH master
+// starts answering at the host's ControlPath meanwhile (the next attempt
+// goes through it: no login). False when the kernel was closed.
+func (k *kernel) paceWait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var poll <-chan time.Time
+	target := k.route.Target()
+	if target.ControlPath != "" {
+		tk := time.NewTicker(masterPoll)
+		defer tk.Stop()
+		poll = tk.C
+	}
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-k.ctx.Done():
+			return false
+		case <-poll:
+			if transport.MasterAlive(k.ctx, target) {
+				k.log.Info("an OpenSSH master answers at ControlPath: reconnecting through it", "host", k.cfg.Gopyk.SSHHostAlias, "control_path", target.ControlPath)
+				return true
+			}
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/sshconf"
+	"github.com/gopyk/gopyk/transport"
 	"github.com/gopyk/gopyk/wire"
 )
 
@@ -37,10 +38,10 @@ type kernel struct {
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
-	conn   *sshconf.Client // nil while reconnecting
-	link   Link            // the path to the supervisor over conn
-	up     chan struct{}   // closed while conn is usable
-	reply  *remote.Reply   // what the supervisor said last: channels, run dir
+	conn   transport.Conn // nil while reconnecting
+	link   Link           // the path to the supervisor over conn
+	up     chan struct{}  // closed while conn is usable
+	reply  *remote.Reply  // what the supervisor said last: channels, run dir
 	lease  *remote.Lease
 	busy   bool // a restart or shutdown we started: kernel exits are expected
 	closed bool
@@ -240,7 +241,7 @@ func (k *kernel) start(ctx context.Context, p remote.Params, control string) err
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.monitor() }()
 	k.log.Info("remote kernel started", "host", k.cfg.Gopyk.SSHHostAlias, "remote_host", reply.Hostname,
-		"kernel_pid", reply.KernelPID, "transport", reply.Transport, "streams", link.Kind())
+		"kernel_pid", reply.KernelPID, "transport", reply.Transport, "streams", link.Kind(), "via", c.Via())
 	return <-ready
 }
 
@@ -268,8 +269,9 @@ func (r linkResult) close() {
 // launcher's run hides. early, when not nil, gets the link as soon as it
 // reached the supervisor. A launch that fails after the supervisor started
 // stops it.
-func (k *kernel) connect(ctx context.Context, p remote.Params, control string, interactive bool, early func(*sshconf.Client, Link, *remote.Reply)) (*sshconf.Client, Link, *remote.Reply, *remote.Lease, error) {
-	c, err := sshconf.Dial(ctx, k.route, sshconf.DialOptions{Interactive: interactive, Log: k.log, DeadAfter: k.linkTimeout()})
+func (k *kernel) connect(ctx context.Context, p remote.Params, control string, interactive bool, early func(transport.Conn, Link, *remote.Reply)) (transport.Conn, Link, *remote.Reply, *remote.Lease, error) {
+	g := k.cfg.Gopyk
+	c, err := transport.Dial(ctx, k.route, transport.Options{Client: g.SSHClient, ConfigFile: g.SSHConfig, Interactive: interactive, Log: k.log, DeadAfter: k.linkTimeout()})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -329,7 +331,7 @@ func (k *kernel) connect(ctx context.Context, p remote.Params, control string, i
 // server refuses it, one exec session carries everything instead. reached,
 // when not nil, is called with the link once a connection to the
 // supervisor went through it (before the lease is granted).
-func (k *kernel) openLink(ctx context.Context, c *sshconf.Client, control string, reached func(Link)) (Link, *remote.Lease, error) {
+func (k *kernel) openLink(ctx context.Context, c transport.Conn, control string, reached func(Link)) (Link, *remote.Lease, error) {
 	g := k.cfg.Gopyk
 	k.mu.Lock()
 	refused := k.refused
@@ -374,7 +376,7 @@ func (k *kernel) openLink(ctx context.Context, c *sshconf.Client, control string
 
 // stopOverExec stops the supervisor of r through a control action in a new
 // exec session on c: the path that works when no link does.
-func (k *kernel) stopOverExec(c *sshconf.Client, r *remote.Reply) {
+func (k *kernel) stopOverExec(c transport.Conn, r *remote.Reply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	g := k.cfg.Gopyk
@@ -390,8 +392,8 @@ func (k *kernel) stopOverExec(c *sshconf.Client, r *remote.Reply) {
 // exec runs the remote launcher in one exec session. Starting an exec session
 // also makes sshd switch the connection to TCP_NODELAY, without which every
 // forwarded round trip stalls ~40 ms; so every connection runs one.
-func (k *kernel) exec(ctx context.Context, c *sshconf.Client, p remote.Params) (*remote.Reply, error) {
-	s, err := c.OpenSession()
+func (k *kernel) exec(ctx context.Context, c transport.Conn, p remote.Params) (*remote.Reply, error) {
+	s, err := c.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open an exec session on %s: %w", k.cfg.Gopyk.SSHHostAlias, err)
 	}
@@ -445,7 +447,7 @@ func (k *kernel) dialControl(ctx context.Context, link Link, control string) (ne
 // publish makes link the live path to the supervisor before the launch
 // completed (pre: where the supervisor listens), so that the forwarders
 // open their streams while the kernel starts.
-func (k *kernel) publish(c *sshconf.Client, link Link, pre *remote.Reply) {
+func (k *kernel) publish(c transport.Conn, link Link, pre *remote.Reply) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed || k.link != nil {
@@ -459,7 +461,7 @@ func (k *kernel) publish(c *sshconf.Client, link Link, pre *remote.Reply) {
 }
 
 // unpublish takes back what publish did on c, for a launch that failed.
-func (k *kernel) unpublish(c *sshconf.Client) {
+func (k *kernel) unpublish(c transport.Conn) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.conn == c {
@@ -468,7 +470,7 @@ func (k *kernel) unpublish(c *sshconf.Client) {
 	}
 }
 
-func (k *kernel) setUp(c *sshconf.Client, link Link, l *remote.Lease) {
+func (k *kernel) setUp(c transport.Conn, link Link, l *remote.Lease) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	published := k.conn == c && k.link == link
@@ -478,7 +480,7 @@ func (k *kernel) setUp(c *sshconf.Client, link Link, l *remote.Lease) {
 	}
 }
 
-func (k *kernel) setDown() (*sshconf.Client, Link, *remote.Lease) {
+func (k *kernel) setDown() (transport.Conn, Link, *remote.Lease) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c, link, l := k.conn, k.link, k.lease
@@ -634,7 +636,7 @@ func (k *kernel) event(ev remote.Event) {
 
 // reconnect restores the SSH connection and the lease after a loss (why).
 // It returns false when the kernel is finished.
-func (k *kernel) reconnect(old *sshconf.Client, why error) bool {
+func (k *kernel) reconnect(old transport.Conn, why error) bool {
 	k.notes.lost(old.LastHeard())
 	_, link, l := k.setDown()
 	// The old connection first: closing a channel of a stalled connection
@@ -694,9 +696,7 @@ func (k *kernel) reconnect(old *sshconf.Client, why error) bool {
 			}
 			k.log.Log(k.ctx, level, "reconnect failed, retrying", "in", wait, "err", err)
 		}
-		select {
-		case <-time.After(wait):
-		case <-k.ctx.Done():
+		if !k.paceWait(wait) {
 			return false
 		}
 	}

@@ -10,8 +10,7 @@ import (
 	"github.com/gopyk/gopyk/kernelspec"
 	"github.com/gopyk/gopyk/mux"
 	"github.com/gopyk/gopyk/provisioner/remote"
-	"github.com/gopyk/gopyk/sshconf"
-	"golang.org/x/crypto/ssh"
+	"github.com/gopyk/gopyk/transport"
 )
 
 // Link is one path to the supervisor over one connection to the host: it
@@ -35,12 +34,12 @@ type Link interface {
 
 // ForwardLink reaches the remote's unix sockets by SSH forwarding
 // (direct-streamlocal@openssh.com) on c. Closing it leaves c open.
-func ForwardLink(c *sshconf.Client) Link { return forwardLink{c} }
+func ForwardLink(c transport.Conn) Link { return forwardLink{c} }
 
-type forwardLink struct{ c *sshconf.Client }
+type forwardLink struct{ c transport.Conn }
 
 func (l forwardLink) DialStream(ctx context.Context, path string) (net.Conn, error) {
-	return l.c.DialContext(ctx, "unix", path)
+	return l.c.DialUnix(ctx, path)
 }
 func (l forwardLink) Done() <-chan struct{} { return l.c.Done() }
 func (l forwardLink) Close() error          { return nil }
@@ -62,8 +61,8 @@ func (l sessionLink) Close() error          { return l.s.Close() }
 func (l sessionLink) Kind() string          { return kernelspec.StreamsSession }
 
 // openSessionLink starts the mux action in a new exec session on c.
-func openSessionLink(ctx context.Context, c *sshconf.Client, p remote.Params) (Link, error) {
-	s, err := c.OpenSession()
+func openSessionLink(ctx context.Context, c transport.Conn, p remote.Params) (Link, error) {
+	s, err := c.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open an exec session for the streams: %w", err)
 	}
@@ -78,10 +77,7 @@ func openSessionLink(ctx context.Context, c *sshconf.Client, p remote.Params) (L
 // "connect failed" ("open failed") when AllowStreamLocalForwarding or
 // DisableForwarding forbid it, exactly as for a socket that does not exist;
 // which of the two it was, the session path tells (see kernel.openLink).
-func forwardRefused(err error) bool {
-	var oce *ssh.OpenChannelError
-	return errors.As(err, &oce) && (oce.Reason == ssh.Prohibited || oce.Reason == ssh.ConnectionFailed)
-}
+func forwardRefused(err error) bool { return errors.Is(err, transport.ErrRefused) }
 
 // refusedError is a forced forward on a server that refuses it. It does not
 // wrap err: sshd's answer also reads as remote.ErrGone, and the kernel is

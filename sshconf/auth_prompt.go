@@ -120,6 +120,10 @@ func (p *prompter) confirm(question string) bool {
 	return false
 }
 
+// Askpass is the SSH_ASKPASS program OpenSSH would ask with, given whether
+// it has a terminal, or "" when it would not use one (see askpassProgram).
+func Askpass(tty bool) string { return askpassProgram(tty) }
+
 // askpassProgram decides, as OpenSSH's readpass.c does, whether to ask
 // through $SSH_ASKPASS: it needs a display (DISPLAY or WAYLAND_DISPLAY)
 // and is used when there is no terminal; SSH_ASKPASS_REQUIRE=prefer uses it

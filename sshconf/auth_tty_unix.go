@@ -89,3 +89,42 @@ func readLine(in *os.File) (string, error) {
 		}
 	}
 }
+
+// ControllingTTY reports whether this process has a controlling terminal,
+// where OpenSSH's ssh asks by itself.
+func ControllingTTY() bool {
+	f, err := os.OpenFile("/dev/tty", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// TerminalPath is the terminal on stderr, stdout or stdin ("" when there is
+// none, or it cannot be named): where a process without a controlling
+// terminal (Jupyter starts kernels with setsid) can still ask the user.
+// Linux only (it reads /proc).
+func TerminalPath() string {
+	for _, fd := range []int{2, 1, 0} {
+		if !term.IsTerminal(fd) {
+			continue
+		}
+		if p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err == nil && strings.HasPrefix(p, "/dev/") {
+			return p
+		}
+	}
+	return ""
+}
+
+// AskTerminal asks question on the terminal at path (see TerminalPath) and
+// reads one line; for a secret (echo false) echo is off before the question
+// shows.
+func AskTerminal(path, question string, echo bool) (string, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errNoTTY, err)
+	}
+	defer f.Close()
+	return readTTY(f, f, question, echo)
+}

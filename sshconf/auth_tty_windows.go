@@ -47,3 +47,13 @@ func readTTY(in, out *os.File, question string, echo bool) (string, error) {
 	line, err := bufio.NewReader(in).ReadString('\n')
 	return strings.TrimRight(line, "\r\n"), err
 }
+
+// ControllingTTY: OpenSSH's ControlMaster, the one user of this, does not
+// exist on Windows.
+func ControllingTTY() bool { return false }
+
+// TerminalPath: see ControllingTTY.
+func TerminalPath() string { return "" }
+
+// AskTerminal: see ControllingTTY.
+func AskTerminal(path, question string, echo bool) (string, error) { return "", errNoTTY }

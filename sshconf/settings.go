@@ -17,6 +17,7 @@ type Settings struct {
 
 	ProxyJump    string // raw value, "" when unset or "none"
 	ProxyCommand string // tokens %h %p %r %n %% expanded; "" when unset or "none"
+	ControlPath  string // OpenSSH's master socket, ~ and tokens expanded; "" when unset or "none"
 
 	UserKnownHostsFiles   []string
 	GlobalKnownHostsFiles []string

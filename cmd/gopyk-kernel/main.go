@@ -7,8 +7,13 @@ import (
 	"os"
 
 	"github.com/gopyk/gopyk/launcher"
+	"github.com/gopyk/gopyk/transport"
 )
 
 func main() {
+	// ssh runs us as its SSH_ASKPASS when we asked it to (ssh_client openssh).
+	if code, ok := transport.AskpassMain(os.Args[1:], os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	os.Exit(launcher.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

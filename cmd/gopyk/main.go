@@ -8,10 +8,15 @@ import (
 	"os"
 
 	"github.com/gopyk/gopyk/manage"
+	"github.com/gopyk/gopyk/transport"
 )
 
 // No signal handling: every command is short, and kernel.json is replaced
 // atomically, so Ctrl+C (also at the delete prompt) can simply end the process.
 func main() {
+	// ssh runs us as its SSH_ASKPASS when we asked it to (ssh_client openssh).
+	if code, ok := transport.AskpassMain(os.Args[1:], os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	os.Exit(manage.Main(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr))
 }

@@ -110,8 +110,14 @@ func ProbeForward(ctx context.Context, s Session, p Params, dial func(ctx contex
 	defer conn.Close()
 	context.AfterFunc(ctx, func() { _ = conn.Close() })
 	var b [3]byte
-	if _, err := io.ReadFull(conn, b[:]); err != nil || string(b[:]) != "ok\n" {
-		return false, fmt.Errorf("the probe socket answered %q: %v", b[:], err)
+	n, err := io.ReadFull(conn, b[:])
+	if n == 0 && err != nil && ctx.Err() == nil {
+		// Through an OpenSSH master a refused forward is a stream closed
+		// at once: the probe socket always answers.
+		return false, nil
+	}
+	if err != nil || string(b[:]) != "ok\n" {
+		return false, fmt.Errorf("the probe socket answered %q: %v", b[:n], err)
 	}
 	return true, nil
 }
