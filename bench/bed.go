@@ -41,6 +41,13 @@ type bed struct {
 	// baseSpec and baseSlowSpec are fastSpec and slowSpec added by the
 	// -baseline-bin build ("" without one).
 	baseSpec, baseSlowSpec string
+	// masterSpec, slowMasterSpec reach the sshd (directly, through the
+	// proxy) with a ControlPath where an OpenSSH master opened with `ssh -M`
+	// listens; opensshSpec, slowOpensshSpec use --ssh-client openssh (one
+	// ssh login per launch).
+	masterSpec, slowMasterSpec   string
+	opensshSpec, slowOpensshSpec string
+	masters                      []*testbed.Master
 
 	mu    sync.Mutex
 	procs []*proc
@@ -93,25 +100,69 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*
 		b.close()
 		return nil, err
 	}
-	specs := []struct{ name, alias, cfg, streams, bin string }{
-		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto", bin},
-		{b.slowSpec, b.slow.alias, b.slow.config, "auto", bin},
-		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin},
+	b.masterSpec, b.slowMasterSpec = "gpk_bench_master", "gpk_bench_slow_master"
+	b.opensshSpec, b.slowOpensshSpec = "gpk_bench_openssh", "gpk_bench_slow_openssh"
+	masterCfg, err := b.masterConfig("ssh_config_master", sshd.ConfigBlock())
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	slowBlock, err := os.ReadFile(b.slow.config)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	slowMasterCfg, err := b.masterConfig("ssh_config_slow_master", string(slowBlock))
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	type spec struct{ name, alias, cfg, streams, bin, client string }
+	specs := []spec{
+		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, ""},
+		{b.slowSpec, b.slow.alias, b.slow.config, "auto", bin, ""},
+		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin, ""},
+		{b.masterSpec, sshd.Alias, masterCfg, "auto", bin, ""},
+		{b.slowMasterSpec, b.slow.alias, slowMasterCfg, "auto", bin, ""},
+		{b.opensshSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, "openssh"},
+		{b.slowOpensshSpec, b.slow.alias, b.slow.config, "auto", bin, "openssh"},
 	}
 	if base != "" {
 		b.baseSpec, b.baseSlowSpec = "gpk_bench_baseline", "gpk_bench_baseline_slow"
-		specs = append(specs, struct{ name, alias, cfg, streams, bin string }{b.baseSpec, sshd.Alias, sshd.ConfigFile, "auto", base},
-			struct{ name, alias, cfg, streams, bin string }{b.baseSlowSpec, b.slow.alias, b.slow.config, "auto", base})
+		specs = append(specs, spec{b.baseSpec, sshd.Alias, sshd.ConfigFile, "auto", base, ""},
+			spec{b.baseSlowSpec, b.slow.alias, b.slow.config, "auto", base, ""})
 	}
 	for _, s := range specs {
-		if err := b.gopykOf(ctx, s.bin, "add", "--kernel-name", s.name, "--display-name", s.name,
+		var client []string
+		if s.client != "" {
+			client = []string{"--ssh-client", s.client}
+		}
+		if err := b.gopykOf(ctx, s.bin, append([]string{"add", "--kernel-name", s.name, "--display-name", s.name,
 			"--ssh-host-alias", s.alias, "--ssh-config", s.cfg,
-			"--remote-kernel-name", "python3", "--remote-python", python, "--streams", s.streams); err != nil {
+			"--remote-kernel-name", "python3", "--remote-python", python, "--streams", s.streams}, client...)...); err != nil {
 			b.close()
 			return nil, err
 		}
 	}
+	// The masters a user would open by hand, once, before launching.
+	for _, m := range []struct{ cfg, alias string }{{masterCfg, sshd.Alias}, {slowMasterCfg, b.slow.alias}} {
+		mm, err := testbed.OpenMaster(m.cfg, m.alias, nil)
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		b.masters = append(b.masters, mm)
+	}
 	return b, nil
+}
+
+// masterConfig writes block (one Host block of the testbed's) with
+// ControlMaster auto and a ControlPath, as a user of masters has it.
+func (b *bed) masterConfig(name, block string) (string, error) {
+	block = strings.Replace(block, "  ControlMaster no\n", "  ControlMaster auto\n", 1)
+	block = strings.Replace(block, "  ControlPath none\n", "  ControlPath "+filepath.Join(b.home, "cm-%C")+"\n", 1)
+	path := filepath.Join(b.home, name)
+	return path, os.WriteFile(path, []byte(block), 0o644)
 }
 
 func (b *bed) close() {
@@ -121,6 +172,9 @@ func (b *bed) close() {
 	b.mu.Unlock()
 	for _, p := range procs {
 		p.kill()
+	}
+	for _, m := range b.masters {
+		m.Stop()
 	}
 	if b.slow != nil {
 		b.slow.stop()

@@ -24,6 +24,7 @@ type results struct {
 
 	local, cold, warm  launches
 	baseCold, baseWarm launches // the -baseline-bin build, interleaved with cold and warm
+	master, openssh    launches // repeated launches through a user's OpenSSH master, and with --ssh-client openssh
 
 	rtLocal, rtGopyk []time.Duration
 	tpLocal, tpGopyk []float64
@@ -43,6 +44,8 @@ type results struct {
 	slowCold, slowWarm launches
 	baseSlowCold       launches // the -baseline-bin build at rtt, interleaved with the above
 	baseSlowWarm       launches
+	slowMaster         launches
+	slowOpenSSH        launches
 	rtSlow             []time.Duration
 	rtSlowSSH          []time.Duration
 	intLocal, intSlow  []time.Duration // SIGINT → KeyboardInterrupt reply: the local kernel, gopyk at rtt
@@ -65,6 +68,8 @@ func benchLaunches(ctx context.Context, b *bed, r *results) error {
 		{"python3", "", &r.local},
 		{b.fastSpec, cold, &r.cold},
 		{b.fastSpec, "", &r.warm},
+		{b.masterSpec, "", &r.master},
+		{b.opensshSpec, "", &r.openssh},
 	}
 	if b.baseSpec != "" {
 		// Each build's repeated launch follows its own cold one (which
@@ -208,6 +213,8 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 		{"python3", "", &r.slowLocal},
 		{b.slowSpec, cold, &r.slowCold},
 		{b.slowSpec, "", &r.slowWarm},
+		{b.slowMasterSpec, "", &r.slowMaster},
+		{b.slowOpensshSpec, "", &r.slowOpenSSH},
 	}
 	if b.baseSlowSpec != "" {
 		ss = append(ss, series{b.baseSlowSpec, cold, &r.baseSlowCold}, series{b.baseSlowSpec, "", &r.baseSlowWarm})

@@ -55,6 +55,20 @@ func (r *results) markdown() string {
 	w("| remote launcher uploaded by a cold launch (this tree's provisioner/remote) | | %d bytes | %d modules, %d bytes of Python | | | |",
 		len(remote.Artifact()), len(remote.ModuleNames()), launcherSource())
 	w("| shutdown by KernelManager (median) | %s | %s | | | | |", durOr(median(r.local.shutdown)), durOr(median(r.warm.shutdown)))
+	// Launches that do not dial: through the user's master, beside the
+	// repeated launch's fresh native dial of the same run.
+	wm := median(r.warm.launch)
+	besideNative := func(g launches) string {
+		if gm := median(g.launch); gm > 0 && wm > 0 {
+			return fmt.Sprintf("native dial (launch, repeated): %s; this / native %.2f×", dur(wm), float64(gm)/float64(wm))
+		}
+		return ""
+	}
+	mm := median(r.master.launch)
+	w("| launch through an OpenSSH master (`ssh -M -f -N`), repeated (min / median / max) | %s | %s | %s | < native dial | %s | 1.95 s (sshpyk always uses one) |",
+		minMedMax(r.local.launch), minMedMax(r.master.launch), besideNative(r.master), verdict(mm > 0 && wm > 0, mm < wm))
+	w("| launch with `--ssh-client openssh` (one ssh login per launch), repeated (min / median / max) | %s | %s | %s | | | |",
+		minMedMax(r.local.launch), minMedMax(r.openssh.launch), besideNative(r.openssh))
 
 	lrt, grt := median(r.rtLocal), median(r.rtGopyk)
 	var ssh []string
@@ -138,6 +152,26 @@ func (r *results) markdown() string {
 	}
 	baseSlowRow("cold", r.slowCold, r.baseSlowCold)
 	baseSlowRow("repeated", r.slowWarm, r.baseSlowWarm)
+	swm := median(r.slowWarm.launch)
+	slowBeside := func(name string, g launches, target bool) {
+		gm := median(g.launch)
+		n, other := 0.0, ""
+		if rtt > 0 && gm > 0 && slm > 0 {
+			n = float64(gm-slm) / float64(rtt)
+			other = fmt.Sprintf("%.1f RTT above the local kernel's start", n)
+		}
+		if gm > 0 && swm > 0 {
+			other += fmt.Sprintf("; native dial (repeated): %s, this / native %.2f×", dur(swm), float64(gm)/float64(swm))
+		}
+		tgt, v := "", ""
+		if target {
+			tgt, v = "< native dial", verdict(gm > 0 && swm > 0, gm < swm)
+		}
+		w("| launch at %v RTT, %s (min / median / max) | %s (no network; interleaved with these) | %s | %s | %s | %s | |",
+			rtt, name, minMedMax(r.slowLocal.launch), minMedMax(g.launch), other, tgt, v)
+	}
+	slowBeside("through an OpenSSH master, repeated", r.slowMaster, true)
+	slowBeside("`--ssh-client openssh`, repeated", r.slowOpenSSH, false)
 	sm, ssm := median(r.rtSlow), median(r.rtSlowSSH)
 	w("| execute round trip at %v RTT (median / p99) | %s | %s | %s: %s | ≤ 1.10× ssh -L | %s | |",
 		rtt, medP99(r.rtLocal), medP99(r.rtSlow), sshExec.name, medP99(r.rtSlowSSH), verdict(sm > 0 && ssm > 0, float64(sm) <= 1.1*float64(ssm)))
@@ -156,7 +190,7 @@ func (r *results) markdown() string {
 	w("| execute round trip through a WebSocket gateway that leaves Nagle on (tornado, as jupyter-server-proxy behind JupyterHub; median / p99) | %s | %s%s | the same spec over direct TCP: %s | ≤ 1.5× direct TCP | %s | |",
 		medP99(r.rtLocal), medP99(r.rtWS), wsRatio, medP99(r.rtWSDirect), verdict(wm > 0 && dm > 0, float64(wm) <= 1.5*float64(dm)))
 	w("")
-	w("Launch: KernelManager.start_kernel() until wait_for_ready() (a kernel_info_reply and a message on iopub); cold launches delete the remote ~/.gopyk (an isolated HOME per bench sshd) before each one; every gopyk launch dials a new SSH connection. " +
+	w("Launch: KernelManager.start_kernel() until wait_for_ready() (a kernel_info_reply and a message on iopub); cold launches delete the remote ~/.gopyk (an isolated HOME per bench sshd) before each one; every gopyk launch dials a new SSH connection, except those through an OpenSSH master (opened once with `ssh -M -f -N` before the run; no TCP connection, no login) and those with `--ssh-client openssh` (one `ssh -f -N` login each). " +
 		"Footprint is of a launcher started with a Jupyter-written connection file; RSS from /proc VmHWM/VmRSS. The last round-trip row's target is ours (the issue sets none): within 10 %% of OpenSSH's forwards over the same link.")
 	if len(r.notes) > 0 {
 		w("")

@@ -50,6 +50,9 @@ type childConfig struct {
 	Kernels    int              `json:"kernels"` // mode drops: kernels through the one link
 	Downs      []time.Duration  `json:"downs"`   // mode drops: one outage each
 	Spec2      string           `json:"spec2"`   // mode notices: the spec with connection notices off
+	Master     string           `json:"master"`  // mode master: the ssh config whose ControlPath the user's master listens on
+	Askpass    string           `json:"askpass"` // mode master: the program that types the password for the user
+	NoMaster   time.Duration    `json:"no_master"`
 }
 
 // newNetEnv is an env whose sshd runs in a fresh remote namespace, with a
@@ -190,6 +193,8 @@ func TestNetnsChild(t *testing.T) {
 		childDrops(t, e, cfg)
 	case "notices":
 		childNotices(t, e, cfg)
+	case "master":
+		childMasterDrop(t, e, cfg)
 	default:
 		t.Fatalf("unknown mode %q", cfg.Mode)
 	}

@@ -137,6 +137,9 @@ func (k *fakeKernel) Shutdown(ctx context.Context) error {
 }
 func (k *fakeKernel) Leave() error          { k.f.record("leave"); return nil }
 func (k *fakeKernel) Done() <-chan struct{} { return k.done }
+
+// Released: the fake holds nothing, it is let go once done.
+func (k *fakeKernel) Released() <-chan struct{} { return k.done }
 func (k *fakeKernel) Err() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -15,6 +15,7 @@ type kernelHandle interface {
 	Shutdown(ctx context.Context) error
 	Leave() error
 	Done() <-chan struct{}
+	Released() <-chan struct{}
 	Err() error
 	State() provisioner.State
 	Local() wire.ConnInfo

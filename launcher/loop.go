@@ -11,6 +11,9 @@ import (
 	"github.com/gopyk/gopyk/provisioner"
 )
 
+// releaseWait bounds the wait for a dead kernel's connection to close.
+const releaseWait = 5 * time.Second
+
 // loop runs requests until one ends the launcher or the kernel dies.
 func (l *launcher) loop() error {
 	for {
@@ -110,6 +113,12 @@ func (l *launcher) died() error {
 		err = provisioner.ErrKernelDied
 	}
 	l.conn.remove()
+	// The connection closes on its own now; let it finish (a forward in
+	// the user's OpenSSH master is taken out), but never hold up an exit.
+	select {
+	case <-l.k.Released():
+	case <-time.After(releaseWait):
+	}
 	var ee *provisioner.ExitError
 	if errors.As(err, &ee) && ee.ExitCode != nil && *ee.ExitCode == 0 {
 		// ipykernel exits 0 only when asked to (a client's shutdown_request,

@@ -94,6 +94,13 @@ func (k *Kernel) Close(ctx context.Context) error { return k.impl.close(ctx) }
 // be restored. Err then says why.
 func (k *Kernel) Done() <-chan struct{} { return k.impl.done }
 
+// Released is closed once the kernel let go of everything it held on this
+// side (its goroutines, listeners and connection): after Shutdown, Leave,
+// or, when the kernel ended on its own, shortly after Done. A process that
+// exits should wait for it: a connection through the user's OpenSSH master
+// removes what it set up there when it closes.
+func (k *Kernel) Released() <-chan struct{} { return k.impl.released }
+
 // Err is nil until Done is closed; then ErrKernelDied (wrapped) or the connection error.
 func (k *Kernel) Err() error { return k.impl.err() }
 

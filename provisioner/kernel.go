@@ -55,6 +55,9 @@ type kernel struct {
 	done     chan struct{}
 	doneErr  error
 	doneOnce sync.Once
+
+	released    chan struct{} // closed when teardown finished
+	releaseOnce sync.Once
 }
 
 func (k *kernel) timeout(secs, def int) time.Duration {
@@ -82,7 +85,7 @@ func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &kernel{cfg: cfg, log: log, route: route, up: make(chan struct{}), done: make(chan struct{})}
+	k := &kernel{cfg: cfg, log: log, route: route, up: make(chan struct{}), done: make(chan struct{}), released: make(chan struct{})}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	k.notes = newNotices(g.SSHHostAlias, cfg.Local, g.ConnectionNotices != "off", log)
 	ports := []int{cfg.Local.ShellPort, cfg.Local.IOPubPort, cfg.Local.StdinPort, cfg.Local.ControlPort, cfg.Local.HBPort}
@@ -921,6 +924,7 @@ func (k *kernel) teardown() {
 		l.Close()
 	}
 	k.wg.Wait()
+	k.releaseOnce.Do(func() { close(k.released) })
 }
 
 func (k *kernel) closeForwarders() {

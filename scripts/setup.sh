@@ -16,6 +16,7 @@ PKGS=(
   tcsh zsh fish
   python3-matplotlib
   libpam-google-authenticator oathtool
+  krb5-kdc krb5-admin-server krb5-user
   wine64 wine
 )
 TEST_USER=${GOPYK_TEST_USER:-gpktest}

@@ -61,7 +61,7 @@ var masterPID = regexp.MustCompile(`Master running \(pid=(\d+)\)`)
 // master runs; t.Cleanup stops it by its pid.
 func (s *SSHD) StartMaster(t testing.TB, configFile string, env []string) *Master {
 	t.Helper()
-	m, err := s.OpenMaster(configFile, env)
+	m, err := OpenMaster(configFile, s.Alias, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,34 +69,36 @@ func (s *SSHD) StartMaster(t testing.TB, configFile string, env []string) *Maste
 	return m
 }
 
-// OpenMaster is StartMaster for callers that stop the master themselves.
-func (s *SSHD) OpenMaster(configFile string, env []string) (*Master, error) {
+// OpenMaster is StartMaster for callers that stop the master themselves,
+// or have only the config and the alias (a test re-executed in a network
+// namespace).
+func OpenMaster(configFile, alias string, env []string) (*Master, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	g, err := exec.CommandContext(ctx, "ssh", "-F", configFile, "-G", s.Alias).Output()
+	g, err := exec.CommandContext(ctx, "ssh", "-F", configFile, "-G", alias).Output()
 	if err != nil {
 		return nil, fmt.Errorf("testbed: ssh -G: %w", err)
 	}
-	m := &Master{cfg: configFile, host: s.Alias}
+	m := &Master{cfg: configFile, host: alias}
 	for _, l := range strings.Split(string(g), "\n") {
 		if p, ok := strings.CutPrefix(l, "controlpath "); ok {
 			m.Path = p
 		}
 	}
 	if m.Path == "" {
-		return nil, fmt.Errorf("testbed: %s sets no ControlPath for %s", configFile, s.Alias)
+		return nil, fmt.Errorf("testbed: %s sets no ControlPath for %s", configFile, alias)
 	}
-	c := exec.CommandContext(ctx, "ssh", "-F", configFile, "-M", "-f", "-N", s.Alias)
+	c := exec.CommandContext(ctx, "ssh", "-F", configFile, "-M", "-f", "-N", alias)
 	c.Env = env
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no terminal: it asks through SSH_ASKPASS
 	c.WaitDelay = 3 * time.Second
 	if out, err := c.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("testbed: ssh -M -f -N %s: %v: %s", s.Alias, err, out)
+		return nil, fmt.Errorf("testbed: ssh -M -f -N %s: %v: %s", alias, err, out)
 	}
-	out, err := exec.CommandContext(ctx, "ssh", "-F", configFile, "-O", "check", s.Alias).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ssh", "-F", configFile, "-O", "check", alias).CombinedOutput()
 	sm := masterPID.FindSubmatch(out)
 	if err != nil || sm == nil {
-		return nil, fmt.Errorf("testbed: ssh -O check %s: %v: %s", s.Alias, err, out)
+		return nil, fmt.Errorf("testbed: ssh -O check %s: %v: %s", alias, err, out)
 	}
 	m.PID, _ = strconv.Atoi(string(sm[1]))
 	return m, nil

@@ -64,6 +64,9 @@ type Options struct {
 	// (unshare): every session sees them, nothing else does, and they go
 	// with sshd. Needs root.
 	FullHome, FullTmp bool
+	// Env is added to sshd's environment (KRB5_KTNAME, KRB5_CONFIG for a
+	// test KDC).
+	Env []string
 }
 
 // Options.Forwarding values.
@@ -99,6 +102,7 @@ type SSHD struct {
 	mounts     string // sh commands run in sshd's own mount namespace before it starts
 	netns      *Netns
 	forwarding string // Options.Forwarding
+	env        []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -149,6 +153,7 @@ func StartSSHD(ctx context.Context, opts Options) (*SSHD, error) {
 		tag:            "GOPYK_TESTBED=" + dir,
 		netns:          opts.Netns,
 		forwarding:     opts.Forwarding,
+		env:            opts.Env,
 		program:        opts.Program,
 	}
 	if s.program == "" {
@@ -440,6 +445,9 @@ func (s *SSHD) start(ctx context.Context) error {
 		return fmt.Errorf("testbed: %w", err)
 	}
 	cmd := s.command("-D", "-e", "-f", s.sshdConfig)
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir = "/"

@@ -3,9 +3,11 @@ package transport
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -330,4 +332,62 @@ func killPID(pid int) {
 	if p, err := os.FindProcess(pid); err == nil {
 		p.Kill()
 	}
+}
+
+// A gopyk killed with -9 leaves its forward in the user's master; the next
+// connection through that master takes it out.
+func TestStaleForwardRemoved(t *testing.T) {
+	s := testbed.SSHDForTest(t, testbed.Options{IsolateHome: true})
+	cfg := s.MasterConfig(t)
+	s.StartMaster(t, cfg, nil)
+	route := resolve(t, s.Alias, cfg)
+	c := dial(t, route, Options{ConfigFile: cfg})
+	remote := unixEcho(t, c, s.Home)
+	mc := c.(*masterConn)
+	listen, err := mc.forward(context.Background(), remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make it the forward of a process that is gone.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(fwdRecord{PID: dead.Process.Pid, Master: route.Target().ControlPath, Remote: remote})
+	if err := os.WriteFile(listen+".fwd", rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mc.mu.Lock()
+	mc.fwds = map[string]string{} // as if this process had died: nothing to close
+	mc.mu.Unlock()
+	c.Close()
+	if !listening(t, listen) {
+		t.Fatal("the master does not listen on the forward's socket")
+	}
+	c = dial(t, route, Options{ConfigFile: cfg})
+	defer c.Close()
+	for _, p := range []string{listen, listen + ".fwd"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left after the next connection through the master", p)
+		}
+	}
+	if listening(t, listen) {
+		t.Fatal("the master still listens on the stale forward's socket")
+	}
+}
+
+// listening reports whether a process on this machine listens on the unix
+// socket bound at path (/proc/net/unix names it even after an unlink).
+func listening(t *testing.T, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 8 && f[7] == path {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,7 @@ func userMaster(ctx context.Context, t *sshconf.Settings, log *slog.Logger) Conn
 		return nil
 	}
 	log.Info("using the OpenSSH master", "host", t.Alias, "control_path", t.ControlPath, "pid", m.PID())
+	gcForwards(ctx, m, log)
 	return newMasterConn(m, false, fmt.Sprintf("OpenSSH master %s (pid %d)", t.ControlPath, m.PID()))
 }
 
@@ -376,7 +378,47 @@ func (c *masterConn) forward(ctx context.Context, path string) (string, error) {
 		return "", err
 	}
 	c.fwds[path] = listen
+	if !c.owned {
+		// The forward lives in a master that outlives us: say whose it
+		// is, so the next user of the master removes it if we die first.
+		rec, _ := json.Marshal(fwdRecord{PID: os.Getpid(), Master: c.m.Path(), Remote: path})
+		_ = os.WriteFile(listen+".fwd", rec, 0o600)
+	}
 	return listen, nil
+}
+
+// fwdRecord says which process made a forward in a shared master.
+type fwdRecord struct {
+	PID    int    `json:"pid"`
+	Master string `json:"master"` // its ControlPath
+	Remote string `json:"remote"`
+}
+
+// gcForwards takes out of m the forwards of gopyk processes that died
+// without closing them (kill -9): a long-lived master would otherwise
+// collect one listener per such launch.
+func gcForwards(ctx context.Context, m *openssh.Master, log *slog.Logger) {
+	dir, err := privateDir()
+	if err != nil {
+		return
+	}
+	recs, _ := filepath.Glob(filepath.Join(dir, "f-*.fwd"))
+	for _, rf := range recs {
+		var r fwdRecord
+		if b, err := os.ReadFile(rf); err != nil || json.Unmarshal(b, &r) != nil || r.Master != m.Path() || processAlive(r.PID) {
+			continue
+		}
+		listen := strings.TrimSuffix(rf, ".fwd")
+		err := m.CloseForward(ctx, listen, r.Remote)
+		log.Debug("removed the forward of a gopyk that is gone from the OpenSSH master", "listen", listen, "remote", r.Remote, "pid", r.PID, "err", err)
+		os.Remove(listen)
+		os.Remove(rf)
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (c *masterConn) Done() <-chan struct{} { return c.m.Done() }
@@ -430,6 +472,7 @@ func (c *masterConn) Close() error {
 	}
 	for _, listen := range fwds {
 		_ = os.Remove(listen)
+		_ = os.Remove(listen + ".fwd")
 	}
 	return c.m.Close()
 }
@@ -474,7 +517,9 @@ func (e *streamRefused) Error() string {
 func (e *streamRefused) Unwrap() error { return ErrRefused }
 
 // privateDir is the user's 0700 directory for gopyk's sockets (masters,
-// forwards): <runtime dir>/gopyk-<uid>, short enough for unix socket paths.
+// forwards): <runtime dir>/gopyk-ssh-<uid>, short enough for unix socket
+// paths. (The remote launcher's run dirs may be /tmp/gopyk-<uid>, on this
+// very machine for a kernel on localhost: a name of its own.)
 func privateDir() (string, error) {
 	base := os.Getenv("XDG_RUNTIME_DIR")
 	if base == "" || len(base) > 40 {
@@ -483,7 +528,7 @@ func privateDir() (string, error) {
 	if len(base) > 40 {
 		base = "/tmp"
 	}
-	dir := filepath.Join(base, "gopyk-"+strconv.Itoa(os.Getuid()))
+	dir := filepath.Join(base, "gopyk-ssh-"+strconv.Itoa(os.Getuid()))
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("make gopyk's socket directory: %w", err)
 	}
