@@ -1,10 +1,17 @@
 // Package provisioner owns a remote kernel's lifecycle from the local side:
-// launch or attach over one SSH connection, forward the five kernel channels to
-// local ports (each client connection a stream relayed by the supervisor, which
-// resumes after a reconnect), interrupt, restart, shut down, leave, and reconnect.
-// Every connection to the supervisor goes over a Link: SSH forwarding to its
-// unix socket, or one exec session multiplexing them all when the server
-// refuses forwarding (spec streams: auto, forward, session).
+// launch or attach over one connection to the host (a transport.Conn: the
+// native client, a live OpenSSH master, or the user's ssh; spec ssh_client),
+// forward the five kernel channels to local ports (each client connection a
+// stream relayed by the supervisor, which resumes after a reconnect),
+// interrupt, restart, shut down, leave, and reconnect. Every connection to
+// the supervisor goes over a Link: forwarding to its unix socket, or one exec
+// session multiplexing them all when the server refuses forwarding (spec
+// streams: auto, forward, session).
+//
+// A refused re-login is paced apart from network errors (authpace.go): at
+// most 3 per 10 minutes; one nobody can answer costs no failed login, and the
+// host's ControlPath is checked meanwhile, so a master the user opens brings
+// the kernel back.
 //
 // A connection counts as lost after the spec's link timeout without a byte
 // from the server (15 s, whatever ServerAliveInterval says); reconnect

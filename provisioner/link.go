@@ -16,10 +16,10 @@ import (
 // Link is one path to the supervisor over one connection to the host: it
 // opens connections to unix sockets on the remote (the supervisor's control
 // socket; the lease, every control request and every relayed kernel stream is
-// one such connection). A carrier provides it: SSH's streamlocal forwarding
-// (ForwardLink), or one byte stream to the remote launcher's mux action
-// (SessionLink), be it an exec session of our SSH client or the stdin/stdout
-// of an ssh subprocess. The relay's frames and resume offsets ride inside, so
+// one such connection). The connection's forwarding provides it (ForwardLink:
+// direct-streamlocal, or a forward held by an OpenSSH master), or one byte
+// stream to the remote launcher's mux action in a session of that connection
+// (SessionLink). The relay's frames and resume offsets ride inside, so
 // reconnects behave the same whichever carries them.
 type Link interface {
 	// DialStream connects to the unix socket at path on the remote.
@@ -32,8 +32,8 @@ type Link interface {
 	Kind() string
 }
 
-// ForwardLink reaches the remote's unix sockets by SSH forwarding
-// (direct-streamlocal@openssh.com) on c. Closing it leaves c open.
+// ForwardLink reaches the remote's unix sockets by c's forwarding. Closing it
+// leaves c open.
 func ForwardLink(c transport.Conn) Link { return forwardLink{c} }
 
 type forwardLink struct{ c transport.Conn }
