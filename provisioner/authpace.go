@@ -71,13 +71,15 @@ func (a *authPacer) next(err error, now time.Time, log *slog.Logger, host string
 
 // paceWait waits d before the next re-login, less when an OpenSSH master
 // starts answering at the host's ControlPath meanwhile (the next attempt
-// goes through it: no login). False when the kernel was closed.
+// goes through it: no login). A master that already answered and failed
+// (its own connection stalled) is not a reason to try again sooner. False
+// when the kernel was closed.
 func (k *kernel) paceWait(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	var poll <-chan time.Time
 	target := k.route.Target()
-	if target.ControlPath != "" {
+	if target.ControlPath != "" && !transport.MasterAlive(k.ctx, target) {
 		tk := time.NewTicker(masterPoll)
 		defer tk.Stop()
 		poll = tk.C

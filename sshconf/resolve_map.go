@@ -74,10 +74,9 @@ func settingsFromRaw(alias string, raw map[string][]string, local *localEnv) (*S
 	}
 	s.IdentityAgent = identityAgent(first("identityagent"), local)
 	if cp := first("controlpath"); cp != "" && !strings.EqualFold(cp, "none") {
-		// ssh -G prints it expanded; the built-in reader does not.
-		if s.ControlPath, err = local.expandPath(cp, t); err != nil {
-			return nil, fmt.Errorf("host %s: ControlPath %w", alias, err)
-		}
+		// ssh -G prints it expanded, the built-in reader does not. A path
+		// that does not expand only means no master is looked for there.
+		s.ControlPath, _ = local.expandPath(cp, t)
 	}
 
 	s.UserKnownHostsFiles = fileList(first("userknownhostsfile"))
