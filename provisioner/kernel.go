@@ -476,7 +476,10 @@ func (k *kernel) unpublish(c transport.Conn) {
 func (k *kernel) setUp(c transport.Conn, link Link, l *remote.Lease) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	published := k.conn == c && k.link == link
+	// up is closed while a link is published. The one published early
+	// may differ from link: through an OpenSSH master a refused forward
+	// connects and then closes, so the session path takes over after it.
+	published := k.link != nil
 	k.conn, k.link, k.lease = c, link, l
 	if !published {
 		close(k.up)
