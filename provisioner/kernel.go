@@ -899,9 +899,11 @@ func (k *kernel) teardown() {
 	k.mu.Unlock()
 	// Closing the clients' connections first lets every stream tell the
 	// relay it ended, so a kernel left running keeps no orphaned connections;
-	// a stalled link must not hold us up.
+	// a stalled link must not hold us up. (Streams that miss this wait stay
+	// detached on the remote until the grace period ends: 2 s was missed on
+	// a loaded machine; it takes milliseconds on a live link.)
 	k.closeForwarders()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	for _, f := range k.fwd {
 		if f != nil {
 			select {
