@@ -374,6 +374,21 @@ func TestStaleForwardRemoved(t *testing.T) {
 	if listening(t, listen) {
 		t.Fatal("the master still listens on the stale forward's socket")
 	}
+	// The record of a dead gopyk whose master is gone too: its files go.
+	gone := filepath.Join(filepath.Dir(listen), "f-"+randomID())
+	rec, _ = json.Marshal(fwdRecord{PID: dead.Process.Pid, Master: filepath.Join(t.TempDir(), "no-master"), Remote: remote})
+	if err := os.WriteFile(gone+".fwd", rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gone, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dial(t, route, Options{ConfigFile: cfg}).Close()
+	for _, p := range []string{gone, gone + ".fwd"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s of a gone master left", p)
+		}
+	}
 }
 
 // listening reports whether a process on this machine listens on the unix

@@ -49,7 +49,7 @@ func userMaster(ctx context.Context, t *sshconf.Settings, log *slog.Logger) Conn
 		return nil
 	}
 	log.Info("using the OpenSSH master", "host", t.Alias, "control_path", t.ControlPath, "pid", m.PID())
-	gcForwards(ctx, m, log)
+	gcForwards(ctx, log)
 	return newMasterConn(m, false, fmt.Sprintf("OpenSSH master %s (pid %d)", t.ControlPath, m.PID()))
 }
 
@@ -127,6 +127,7 @@ func dialOpenSSH(ctx context.Context, route sshconf.Route, o Options, log *slog.
 		via = fmt.Sprintf("ssh (shared master %s, pid %d)", path, m.PID())
 	}
 	log.Info("logged in with OpenSSH's ssh", "host", t.Alias, "master_pid", m.PID(), "control_path", path, "shared", !owned)
+	gcForwards(ctx, log)
 	return newMasterConn(m, owned, via), nil
 }
 
@@ -378,12 +379,11 @@ func (c *masterConn) forward(ctx context.Context, path string) (string, error) {
 		return "", err
 	}
 	c.fwds[path] = listen
-	if !c.owned {
-		// The forward lives in a master that outlives us: say whose it
-		// is, so the next user of the master removes it if we die first.
-		rec, _ := json.Marshal(fwdRecord{PID: os.Getpid(), Master: c.m.Path(), Remote: path})
-		_ = os.WriteFile(listen+".fwd", rec, 0o600)
-	}
+	// Say whose it is: if we die first (kill -9), the next gopyk to use a
+	// master takes it out of a master that outlives us, and removes its
+	// socket file either way.
+	rec, _ := json.Marshal(fwdRecord{PID: os.Getpid(), Master: c.m.Path(), Remote: path})
+	_ = os.WriteFile(listen+".fwd", rec, 0o600)
 	return listen, nil
 }
 
@@ -394,10 +394,11 @@ type fwdRecord struct {
 	Remote string `json:"remote"`
 }
 
-// gcForwards takes out of m the forwards of gopyk processes that died
-// without closing them (kill -9): a long-lived master would otherwise
-// collect one listener per such launch.
-func gcForwards(ctx context.Context, m *openssh.Master, log *slog.Logger) {
+// gcForwards removes the forwards of gopyk processes that died without
+// closing them (kill -9): out of their master when it still runs (a
+// long-lived master would otherwise collect one listener per such launch),
+// and their files from our directory.
+func gcForwards(ctx context.Context, log *slog.Logger) {
 	dir, err := privateDir()
 	if err != nil {
 		return
@@ -405,12 +406,17 @@ func gcForwards(ctx context.Context, m *openssh.Master, log *slog.Logger) {
 	recs, _ := filepath.Glob(filepath.Join(dir, "f-*.fwd"))
 	for _, rf := range recs {
 		var r fwdRecord
-		if b, err := os.ReadFile(rf); err != nil || json.Unmarshal(b, &r) != nil || r.Master != m.Path() || processAlive(r.PID) {
+		if b, err := os.ReadFile(rf); err != nil || json.Unmarshal(b, &r) != nil || processAlive(r.PID) {
 			continue
 		}
 		listen := strings.TrimSuffix(rf, ".fwd")
-		err := m.CloseForward(ctx, listen, r.Remote)
-		log.Debug("removed the forward of a gopyk that is gone from the OpenSSH master", "listen", listen, "remote", r.Remote, "pid", r.PID, "err", err)
+		if m, err := openssh.Connect(ctx, r.Master); err == nil {
+			err = m.CloseForward(ctx, listen, r.Remote)
+			m.Close()
+			log.Debug("removed the forward of a gopyk that is gone from its OpenSSH master", "listen", listen, "remote", r.Remote, "pid", r.PID, "err", err)
+		} else if !errors.Is(err, openssh.ErrNoMaster) {
+			continue // a master that does not answer now: next time
+		}
 		os.Remove(listen)
 		os.Remove(rf)
 	}
