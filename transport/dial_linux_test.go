@@ -243,15 +243,22 @@ func passwordSSHD(t *testing.T) (*testbed.SSHD, string, string) {
 func TestDialOpenSSHCannotAsk(t *testing.T) {
 	s, cfg, _ := passwordSSHD(t)
 	t.Setenv("SSH_ASKPASS", "")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := Dial(ctx, resolve(t, s.Alias, cfg), Options{Client: kernelspec.SSHClientOpenSSH, ConfigFile: cfg})
-	if !errors.Is(err, sshconf.ErrCannotAsk) {
-		t.Fatalf("Dial: %v, want ErrCannotAsk", err)
+	// The config's own BatchMode yes forbids asking too.
+	batch := filepath.Join(t.TempDir(), "ssh_config")
+	if err := os.WriteFile(batch, []byte(s.ConfigBlock()), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"asks user " + testbed.PasswordUser + " for a password", "ssh -M -f -N " + s.Alias} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q: %v", want, err)
+	for cfg, why := range map[string]string{cfg: "no terminal, no SSH_ASKPASS", batch: "BatchMode yes"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := Dial(ctx, resolve(t, s.Alias, cfg), Options{Client: kernelspec.SSHClientOpenSSH, ConfigFile: cfg})
+		cancel()
+		if !errors.Is(err, sshconf.ErrCannotAsk) {
+			t.Fatalf("Dial: %v, want ErrCannotAsk", err)
+		}
+		for _, want := range []string{"asks user " + testbed.PasswordUser + " for a password", why, "ssh -M -f -N " + s.Alias} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q: %v", want, err)
+			}
 		}
 	}
 	if n := count(t, s, "Failed password"); n != 0 {

@@ -240,10 +240,10 @@ func classify(err error, t *sshconf.Settings, ask askPlan) error {
 		methods := deniedMethods(se.Stderr)
 		asks := askedFor(methods)
 		switch {
-		case ask.batch && asks != "":
+		case (ask.batch || t.BatchMode) && asks != "":
 			why := "no terminal, no SSH_ASKPASS"
-			if !ask.setsid {
-				why = "BatchMode"
+			if t.BatchMode {
+				why = "BatchMode yes"
 			}
 			return &sshconf.DialError{Target: t.Alias, Kind: sshconf.ErrCannotAsk,
 				Err:  fmt.Errorf("the server asks user %s for %s (it offers %s); gopyk cannot ask for it here (%s)", t.User, asks, strings.Join(methods, ", "), why),
