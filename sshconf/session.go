@@ -27,9 +27,11 @@ type Session struct {
 
 	mu      sync.Mutex
 	started bool
-	closed  bool
 	done    chan struct{} // closed when the channel's requests end
 	err     error         // Wait's result
+
+	closeOnce sync.Once // a second Close waits for the first: see Close
+	closeErr  error
 }
 
 // OpenSession opens a session channel for one command.
@@ -109,30 +111,32 @@ func (s *Session) Wait() error {
 // process that reads and writes nothing (a hung pre-command, python stuck
 // on a dead NFS home) running for ever. A detached process in its own
 // session (the supervisor) is not touched.
+//
+// Every Close returns only once the signal is on its way: a caller that
+// closes the connection next (a launch timeout closes the session from two
+// goroutines, then the connection) must not cut it off, or the command
+// outlives its session.
 func (s *Session) Close() error {
-	s.mu.Lock()
-	if s.closed {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		started := s.started
 		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	started := s.started
-	s.mu.Unlock()
-	if started {
-		_ = s.Signal(ssh.SIGKILL)
-	}
-	err := s.ch.Close()
-	if !started {
-		// No Wait will come: drain the requests so the channel can go.
-		go func() {
-			for r := range s.reqs {
-				if r.WantReply {
-					_ = r.Reply(false, nil)
+		if started {
+			_ = s.Signal(ssh.SIGKILL)
+		}
+		s.closeErr = s.ch.Close()
+		if !started {
+			// No Wait will come: drain the requests so the channel can go.
+			go func() {
+				for r := range s.reqs {
+					if r.WantReply {
+						_ = r.Reply(false, nil)
+					}
 				}
-			}
-		}()
-	}
-	return err
+			}()
+		}
+	})
+	return s.closeErr
 }
 
 func (s *Session) wait() {
