@@ -896,23 +896,28 @@ func (k *kernel) abort() {
 func (k *kernel) teardown() {
 	k.mu.Lock()
 	k.closed = true
+	live := k.link != nil
 	k.mu.Unlock()
 	// Closing the clients' connections first lets every stream tell the
 	// relay it ended, so a kernel left running keeps no orphaned connections;
 	// a stalled link must not hold us up. (Streams that miss this wait stay
 	// detached on the remote until the grace period ends: 2 s was missed on
-	// a loaded machine; it takes milliseconds on a live link.)
+	// a loaded machine; it takes milliseconds on a live link.) Without a
+	// link there is nobody to tell, and streams waiting for one end only
+	// with k.ctx: no wait then.
 	k.closeForwarders()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	for _, f := range k.fwd {
-		if f != nil {
-			select {
-			case <-f.drained():
-			case <-ctx.Done():
+	if live {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for _, f := range k.fwd {
+			if f != nil {
+				select {
+				case <-f.drained():
+				case <-ctx.Done():
+				}
 			}
 		}
+		cancel()
 	}
-	cancel()
 	k.cancel()
 	k.notes.close()
 	c, link, l := k.setDown()
