@@ -49,6 +49,7 @@ type relayStream struct {
 	wmu  sync.Mutex // held while writing to ch, and while resuming
 	ch   net.Conn   // the relay channel now; nil while detached
 	wbuf []byte
+	fin  bool // the client closed: the relay is told (again on every resume) until it answers F
 }
 
 func newRelayStream(lc net.Conn, channel string, open openFunc, log *slog.Logger, t tap) *relayStream {
@@ -173,6 +174,9 @@ func (s *relayStream) resume(conn net.Conn, relayRecv uint64) bool {
 		pending = pending[n:]
 	}
 	s.mu.Unlock()
+	if s.fin {
+		s.wbuf = remote.AppendFrame(s.wbuf, remote.FrameFin, nil)
+	}
 	if len(s.wbuf) > 0 {
 		if _, err := conn.Write(s.wbuf); err != nil {
 			return true // downstream sees the same failure and resumes again
@@ -208,6 +212,7 @@ func (s *relayStream) trimLocked(acked uint64) {
 func (s *relayStream) downstream(br *bufio.Reader, recv *uint64) error {
 	buf := make([]byte, 64<<10)
 	var unacked uint64
+	gone := false // the client is: what still comes is read (acks, the F) but not delivered
 	for {
 		kind, p, err := remote.ReadFrame(br, buf)
 		if err != nil {
@@ -218,9 +223,10 @@ func (s *relayStream) downstream(br *bufio.Reader, recv *uint64) error {
 		}
 		switch kind {
 		case remote.FrameData:
-			if err := s.deliver(p); err != nil {
-				s.finish() // the client is gone
-				return errFin
+			if !gone && s.deliver(p) != nil {
+				// upstream's read fails too, and tells the relay.
+				gone = true
+				s.lc.Close()
 			}
 			*recv += uint64(len(p))
 			unacked += uint64(len(p))
@@ -273,14 +279,21 @@ func (s *relayStream) upstream(done chan<- struct{}) {
 		}
 		if err != nil {
 			// The client closed its connection: tell the relay so it closes
-			// the kernel side, and end.
+			// the kernel side. The stream ends when the relay answers F
+			// (downstream), not before: closing the SSH connection right
+			// after writing F (leaving, shutting down) could cut it off,
+			// and the relay would keep the kernel side for the grace period.
+			// While detached the stream ends at once: an outage must not
+			// pile up streams of clients that left.
 			s.wmu.Lock()
-			if s.ch != nil {
+			s.fin = s.ch != nil
+			if s.fin {
 				_, _ = s.ch.Write(remote.AppendFrame(nil, remote.FrameFin, nil))
-				s.ch.Close()
 			}
 			s.wmu.Unlock()
-			s.finish()
+			if !s.fin {
+				s.finish()
+			}
 			return
 		}
 	}
