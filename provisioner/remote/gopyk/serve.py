@@ -81,8 +81,11 @@ class ControlServer(object):
         self.sel.register(sock, selectors.EVENT_READ, c)
 
     def drop(self, c, eof=False):
-        # eof: the peer closed it (not a ping timeout or a failed send).
-        abandoned = eof and c.lease and c.ping_timeout > 0 and time.monotonic() - c.last_seen <= c.ping_timeout / 3 + 1.0
+        # eof: the peer closed it (not a ping timeout or a failed send). On
+        # time: the last ping at most two intervals ago (ping_timeout is
+        # three): a loaded machine can delay a ping by seconds, and a dead
+        # link is found out by sshd's ClientAlive long after.
+        abandoned = eof and c.lease and c.ping_timeout > 0 and time.monotonic() - c.last_seen <= c.ping_timeout * 2 / 3
         fd = c.sock.fileno()
         if fd in self.conns:
             del self.conns[fd]
