@@ -295,7 +295,18 @@ func (e *env) waitNoRemote(d time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("remote processes still running after %v:\n%s", d, strings.Join(last, "\n"))
+			for i, p := range last {
+				if len(p) > 200 {
+					last[i] = p[:200] + "…"
+				}
+			}
+			var logs strings.Builder
+			ms, _ := filepath.Glob(filepath.Join(e.sshd.Home, ".gopyk", "run", "*", "supervisor.log"))
+			for _, m := range ms {
+				b, _ := os.ReadFile(m)
+				fmt.Fprintf(&logs, "\n%s:\n%s", m, b)
+			}
+			e.t.Fatalf("remote processes still running after %v:\n%s%s", d, strings.Join(last, "\n"), logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
