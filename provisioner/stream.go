@@ -49,7 +49,7 @@ type relayStream struct {
 	wmu  sync.Mutex // held while writing to ch, and while resuming
 	ch   net.Conn   // the relay channel now; nil while detached
 	wbuf []byte
-	fin  bool // the client closed: the relay is told (again on every resume) until it answers F
+	fin  bool // the client closed and the relay was sent F: wait for its F
 }
 
 func newRelayStream(lc net.Conn, channel string, open openFunc, log *slog.Logger, t tap) *relayStream {
@@ -126,6 +126,11 @@ func (s *relayStream) run(ctx context.Context) {
 			// The client reconnects and gets a fresh stream.
 			s.debug("open", err)
 			return
+		case s.finSent():
+			// The client left and the channel failed before the relay
+			// answered: an outage must not keep the stream; the relay
+			// expires its side after the grace period.
+			return
 		}
 		s.debug("channel lost, resuming", err)
 		if !s.pause(ctx, lost) {
@@ -174,9 +179,6 @@ func (s *relayStream) resume(conn net.Conn, relayRecv uint64) bool {
 		pending = pending[n:]
 	}
 	s.mu.Unlock()
-	if s.fin {
-		s.wbuf = remote.AppendFrame(s.wbuf, remote.FrameFin, nil)
-	}
 	if len(s.wbuf) > 0 {
 		if _, err := conn.Write(s.wbuf); err != nil {
 			return true // downstream sees the same failure and resumes again
@@ -184,6 +186,12 @@ func (s *relayStream) resume(conn net.Conn, relayRecv uint64) bool {
 	}
 	s.ch = conn
 	return true
+}
+
+func (s *relayStream) finSent() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.fin
 }
 
 func (s *relayStream) detach(conn net.Conn) {
