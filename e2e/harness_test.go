@@ -150,7 +150,9 @@ func (e *env) start(name string, args ...string) *proc {
 	if err := c.Start(); err != nil {
 		e.t.Fatalf("start %s: %v", name, err)
 	}
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			p.mu.Lock()
@@ -165,6 +167,7 @@ func (e *env) start(name string, args ...string) *proc {
 	go func() {
 		p.err = c.Wait()
 		pw.Close()
+		<-scanned // the last lines are in output() once the process is done
 		close(p.done)
 	}()
 	e.t.Cleanup(func() {
