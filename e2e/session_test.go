@@ -132,18 +132,40 @@ func TestListForwarding(t *testing.T) {
 // median, as the issue has it, neither path holds, nor does a local kernel
 // without SSH: during the flood all see stalls of 10–80 ms on this 2-core
 // machine, from the kernel and the client (a local ipykernel measured the
-// same way by hand: median under 1 ms, p99 79 ms). The figures are logged.) The round trips are heartbeats: their echo
-// comes from a kernel thread outside the GIL, so they time what the flood
-// shares with them (the supervisor's relay, the carrier), not the kernel's
-// Python busy writing output (kernel_info on control is 50× slower at p99
-// under the flood on either path).
+// same way by hand: median under 1 ms, p99 79 ms). The figures are logged.)
+// Both floods run at once and the round trips alternate between the paths,
+// so that both see the same machine: one after the other, a loaded CI
+// machine gave one path a quiet minute and the other a busy one. The round
+// trips are heartbeats: their echo comes from a kernel thread outside the
+// GIL, so they time what the flood shares with them (the supervisor's
+// relay, the carrier), not the kernel's Python busy writing output
+// (kernel_info on control is 50× slower at p99 under the flood on either
+// path).
 func TestFloodRoundTripsSession(t *testing.T) {
 	e := newEnv(t) // a server that forwards: both paths side by side
 	const session = "gpk_e2e_sess"
 	e.gopyk("add", "--kernel-name", session, "--ssh-host-alias", e.sshd.Alias, "--ssh-config", e.sshd.ConfigFile,
 		"--remote-kernel-name", "python3", "--remote-python", python, "--streams", "session")
-	fwd := floodRoundTrips(t, e, e.spec)
-	sess := floodRoundTrips(t, e, session)
+	fl := []*flood{startFlood(t, e, e.spec), startFlood(t, e, session)}
+	for _, f := range fl {
+		waitFor(t, 60*time.Second, f.spec+": the flood's first output", func() bool { return f.got.Load() > 0 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for range 200 {
+		for _, f := range fl {
+			t0 := time.Now()
+			if err := f.hb.Heartbeat(ctx); err != nil {
+				t.Fatalf("%s: round trip: %v", f.spec, err)
+			}
+			f.rts = append(f.rts, time.Since(t0))
+		}
+	}
+	for _, f := range fl {
+		f.end(t)
+	}
+	e.waitNoRemote(10 * time.Second)
+	fwd, sess := fl[0].rts, fl[1].rts
 	fm, fp, sm, sp := pct(fwd, 50), pct(fwd, 99), pct(sess, 50), pct(sess, 99)
 	t.Logf("heartbeat round trips under a 100 MB flood: forward median %v p99 %v; session median %v p99 %v (p99 / forward median %.0f×)",
 		fm, fp, sm, sp, float64(sp)/float64(fm))
@@ -152,70 +174,71 @@ func TestFloodRoundTripsSession(t *testing.T) {
 	}
 }
 
-// floodRoundTrips launches spec, starts a cell printing 100 MB, and from a
-// second client times 200 heartbeat round trips while the output streams;
-// it checks the output arrived whole.
-func floodRoundTrips(t *testing.T, e *env, spec string) []time.Duration {
+// flood is a kernel of spec printing 100 MB from one client while another
+// (hb) times round trips.
+type flood struct {
+	spec    string
+	k       *proc
+	out, hb *wire.Client
+	got     atomic.Int64
+	done    chan error
+	rts     []time.Duration
+}
+
+const floodMB = 100
+
+func startFlood(t *testing.T, e *env, spec string) *flood {
 	t.Helper()
 	saved := e.spec
 	e.spec = spec
 	k, cf := e.launch()
 	e.spec = saved
-	a, b := e.client(cf), e.client(cf)
+	f := &flood{spec: spec, k: k, out: e.client(cf), hb: e.client(cf), done: make(chan error, 1), rts: make([]time.Duration, 0, 200)}
 	hctx, hcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer hcancel()
-	if err := b.Heartbeat(hctx); err != nil { // dials hb before the flood
+	if err := f.hb.Heartbeat(hctx); err != nil { // dials hb before the flood
 		t.Fatal(err)
 	}
-	const mb = 100
-	var got atomic.Int64
-	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		r, err := a.Execute(ctx, fmt.Sprintf("import sys\nfor i in range(%d): sys.stdout.write('x' * (1 << 20) + '\\n'); sys.stdout.flush()", mb),
+		r, err := f.out.Execute(ctx, fmt.Sprintf("import sys\nfor i in range(%d): sys.stdout.write('x' * (1 << 20) + '\\n'); sys.stdout.flush()", floodMB),
 			wire.OnIOPub(func(m *wire.Message) {
 				if m.Header.MsgType == "stream" {
 					s, _ := m.Content["text"].(string)
-					got.Add(int64(len(s)))
+					f.got.Add(int64(len(s)))
 				}
 			}))
 		if err == nil && r.Status != "ok" {
 			err = fmt.Errorf("flood cell: %s %s", r.Status, r.Evalue)
 		}
-		done <- err
+		f.done <- err
 	}()
-	waitFor(t, 60*time.Second, "the flood's first output", func() bool { return got.Load() > 0 })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rts := make([]time.Duration, 0, 200)
-	for range 200 {
-		t0 := time.Now()
-		if err := b.Heartbeat(ctx); err != nil {
-			t.Fatalf("%s: round trip: %v", spec, err)
-		}
-		rts = append(rts, time.Since(t0))
+	return f
+}
+
+// end checks the whole output arrived, logs the round trips and shuts the
+// kernel down.
+func (f *flood) end(t *testing.T) {
+	t.Helper()
+	during := f.got.Load()
+	if err := <-f.done; err != nil {
+		t.Fatalf("%s: %v", f.spec, err)
 	}
-	during := got.Load()
-	if err := <-done; err != nil {
-		t.Fatalf("%s: %v", spec, err)
+	if want := int64(floodMB * ((1 << 20) + 1)); f.got.Load() != want {
+		t.Errorf("%s: %d bytes of output, want %d", f.spec, f.got.Load(), want)
 	}
-	if want := int64(mb * ((1 << 20) + 1)); got.Load() != want {
-		t.Errorf("%s: %d bytes of output, want %d", spec, got.Load(), want)
+	if during >= int64(floodMB*((1<<20)+1)) {
+		t.Logf("%s: the flood ended before the 200 round trips did", f.spec)
 	}
-	if during >= int64(mb*((1<<20)+1)) {
-		t.Logf("%s: the flood ended before the 200 round trips did", spec)
+	t.Logf("%s: %d of %d MB had arrived when the round trips ended", f.spec, during>>20, floodMB)
+	t.Logf("%s: round trips in order: %v", f.spec, roundAll(f.rts))
+	f.out.Close()
+	f.hb.Close()
+	f.k.signal(15)
+	if code := f.k.waitExit(t, 30*time.Second); code != 0 {
+		t.Fatalf("gopyk-kernel exit %d:\n%s", code, f.k.output())
 	}
-	t.Logf("%s: %d of %d MB had arrived when the round trips ended", spec, during>>20, mb)
-	t.Logf("%s: round trips in order: %v", spec, roundAll(rts))
-	a.Close()
-	b.Close()
-	k.signal(15)
-	if code := k.waitExit(t, 30*time.Second); code != 0 {
-		t.Fatalf("gopyk-kernel exit %d:\n%s", code, k.output())
-	}
-	e.waitNoRemote(10 * time.Second)
-	return rts
 }
 
 func pct(ds []time.Duration, p int) time.Duration {
