@@ -26,7 +26,8 @@ type Gopyk struct {
 	// notebook: no "connection lost" / "reconnected" lines under running
 	// cells. "" or "on": shown.
 	ConnectionNotices string `json:"connection_notices,omitempty"`
-	SSHClient         string `json:"ssh_client,omitempty"` // "" / SSHClientNative, SSHClientOpenSSH, SSHClientAuto
+	SSHClient         string `json:"ssh_client,omitempty"`    // "" / SSHClientNative, SSHClientOpenSSH, SSHClientAuto
+	IOPubBacklog      int    `json:"iopub_backlog,omitempty"` // MiB of output held on the remote for a slow link; 0 = DefaultIOPubBacklog
 }
 
 // SSHClient values: gopyk's own SSH client (golang.org/x/crypto), the
@@ -53,6 +54,11 @@ const (
 	DefaultShutdownTimeout = 10  // seconds
 	DefaultQueueTimeout    = 600 // seconds a Slurm job may stay pending
 	DefaultGrace           = 600 // seconds; the remote launcher's default
+	// DefaultIOPubBacklog is how many MiB of output wait on the remote (in
+	// memory, then in a file of the run dir) for a link slower than the
+	// kernel, before whole output messages are dropped; the remote
+	// launcher's default.
+	DefaultIOPubBacklog = 1024
 	// DefaultReconnectTimeout is long enough for a laptop closed overnight.
 	DefaultReconnectTimeout = 12 * 3600
 	// DefaultLinkTimeout: a dead network path is noticed within this many

@@ -34,6 +34,7 @@ const (
 	flagLinkTO       = "link-timeout"
 	flagNotices      = "connection-notices"
 	flagSSHClient    = "ssh-client"
+	flagIOPubBacklog = "iopub-backlog"
 )
 
 // fieldFlags are the flags; add shows its defaults, edit has none (an edit
@@ -64,6 +65,7 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.IntFlag{Name: flagLinkTO, HideDefault: true, Usage: "`SECONDS` the SSH connection may stay silent before gopyk-kernel takes it for lost and dials a new one, whatever ServerAliveInterval says (ssh -G reports 300 under BatchMode yes)" + def(fmt.Sprint(kernelspec.DefaultLinkTimeout))},
 		&cli.StringFlag{Name: flagNotices, Usage: "`ON|OFF`: while the connection is lost, tell each running cell under its output (connection lost, reconnected)" + def("on")},
 		&cli.StringFlag{Name: flagSSHClient, Usage: "`CLIENT` that logs in: native (gopyk's own), openssh (your ssh, once per connection: Kerberos/GSSAPI, PKCS#11, every ssh_config feature) or auto (openssh where native cannot log in); a live ControlMaster at the host's ControlPath is used by all" + def("native")},
+		&cli.IntFlag{Name: flagIOPubBacklog, HideDefault: true, Usage: "`MIB` of output the remote holds for a link slower than the kernel (in memory, then in a file of its run dir); beyond, whole output messages are dropped and the cell says so" + def(fmt.Sprint(kernelspec.DefaultIOPubBacklog))},
 		&cli.StringFlag{Name: flagStreams, Usage: "`HOW` the kernel's streams reach the remote: forward (SSH forwarding to a unix socket), session (one exec session carries them all, for servers that refuse forwarding) or auto (forward, else session)" + def("auto")},
 	}
 }
@@ -244,6 +246,12 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 			return fmt.Errorf("--%s %q: use on or off", flagNotices, g.ConnectionNotices)
 		}
 	}
+	if cmd.IsSet(flagIOPubBacklog) {
+		g.IOPubBacklog = cmd.Int(flagIOPubBacklog)
+		if g.IOPubBacklog <= 0 {
+			return fmt.Errorf("--%s %d: give a positive number of MiB", flagIOPubBacklog, g.IOPubBacklog)
+		}
+	}
 	if g.Launcher == "slurm" && g.Transport == "ipc" {
 		return errors.New("--launcher slurm runs the kernel on a compute node, which the login node reaches over tcp only; drop --transport ipc (or --unset transport)")
 	}
@@ -270,6 +278,7 @@ var unsettable = map[string]struct {
 	"link_timeout":       {flagLinkTO, func(g *kernelspec.Gopyk) { g.LinkTimeout = 0 }},
 	"connection_notices": {flagNotices, func(g *kernelspec.Gopyk) { g.ConnectionNotices = "" }},
 	"ssh_client":         {flagSSHClient, func(g *kernelspec.Gopyk) { g.SSHClient = "" }},
+	"iopub_backlog":      {flagIOPubBacklog, func(g *kernelspec.Gopyk) { g.IOPubBacklog = 0 }},
 }
 
-const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams, link_timeout, connection_notices, ssh_client"
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams, link_timeout, connection_notices, ssh_client, iopub_backlog"

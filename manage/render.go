@@ -153,6 +153,9 @@ func (p *printer) ssh(k kernelReport) {
 	if s.Settings.ConnectionNotices != "" {
 		p.line("Connection Notices", s.Settings.ConnectionNotices)
 	}
+	if s.Settings.IOPubBacklog > 0 {
+		p.line("IOPub Backlog", strconv.Itoa(s.Settings.IOPubBacklog)+" MiB")
+	}
 }
 
 func (p *printer) host(h hostReport, suffix string) {

@@ -129,6 +129,7 @@ func (k *kernel) params(action string) remote.Params {
 		LauncherArgs:    g.LauncherArgs,
 		QueueTimeout:    k.timeout(g.QueueTimeout, kernelspec.DefaultQueueTimeout),
 		KernelArgs:      k.cfg.KernelArgs,
+		IOPubBacklog:    int64(g.IOPubBacklog) << 20,
 		Progress:        func(msg string) { k.log.Info(msg, "spec", k.cfg.SpecName) },
 	}
 }

@@ -314,8 +314,9 @@ func (n *notices) remove(in *injector) {
 type tap interface {
 	fromClient(p []byte)
 	toClient(p []byte) error
-	resumed() // the stream resumed after a lost connection
-	ended()   // the stream is over; the client's connection is closed
+	resumed()          // the stream resumed after a lost connection
+	ended()            // the stream is over; the client's connection is closed
+	remark(msg string) // the supervisor's relay says msg about the stream (an iopub backlog at its bound)
 }
 
 // requestTap follows a shell or control connection's requests (and, on
@@ -341,6 +342,7 @@ func (t *requestTap) toClient(p []byte) error {
 func (t *requestTap) request(frames [][]byte) { t.n.request(t, frames) }
 func (t *requestTap) resumed()                {}
 func (t *requestTap) ended()                  { t.n.forget(t) }
+func (t *requestTap) remark(string)           {}
 
 // injector delivers an iopub connection's bytes and puts notices between
 // the kernel's messages. Whatever the relay delivers is written as it
@@ -449,6 +451,20 @@ func (in *injector) toClient(p []byte) error {
 		in.flushLocked()
 	}
 	return nil
+}
+
+// remark tells every running cell what the relay said about this stream:
+// the output it misses may be lost, and the user is to hear it there.
+func (in *injector) remark(msg string) {
+	n := in.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !in.established() {
+		return
+	}
+	for _, c := range n.cells {
+		in.tell(c, n.message(c, "gopyk: "+msg+"\n"), false)
+	}
 }
 
 func (in *injector) waiting() bool {

@@ -246,6 +246,11 @@ func (s *relayStream) downstream(br *bufio.Reader, recv *uint64) error {
 			s.mu.Lock()
 			s.trimLocked(binary.BigEndian.Uint64(p))
 			s.mu.Unlock()
+		case remote.FrameNote:
+			s.log.Warn("remote: "+string(p), "channel", s.channel)
+			if s.tap != nil {
+				s.tap.remark(string(p))
+			}
 		case remote.FrameFin:
 			return errFin
 		}

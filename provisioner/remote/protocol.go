@@ -69,6 +69,7 @@ type Params struct {
 	LauncherArgs    string            // launcher slurm: sbatch options, split as sh would
 	QueueTimeout    time.Duration     // launcher slurm: how long the job may pend; 0 = 600 s
 	KernelArgs      []string          // appended to the kernel's argv (after {connection_file} is filled in)
+	IOPubBacklog    int64             // iopub bytes held for a slow link before output messages are dropped; 0 = 1 GiB
 
 	Progress func(msg string) // called with each progress line of a launch (a queued job); may be nil (not sent)
 	// OnControl is called once a launch has bound the supervisor's control
@@ -101,6 +102,7 @@ type paramsJSON struct {
 	LauncherArgs    string            `json:"launcher_args,omitempty"`
 	QueueTimeout    *float64          `json:"queue_timeout,omitempty"`
 	KernelArgs      []string          `json:"kernel_args,omitempty"`
+	IOPubBacklog    int64             `json:"iopub_backlog,omitempty"`
 }
 
 func seconds(d time.Duration) *float64 {
@@ -123,7 +125,7 @@ func (p Params) line() ([]byte, error) {
 		KillAfter: seconds(p.KillAfter),
 		Env:       p.Env, Cwd: p.Cwd, Tag: p.Tag, Request: p.Request,
 		Launcher: p.Launcher, LauncherArgs: p.LauncherArgs, QueueTimeout: seconds(p.QueueTimeout),
-		KernelArgs: p.KernelArgs,
+		KernelArgs: p.KernelArgs, IOPubBacklog: p.IOPubBacklog,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode launch parameters: %w", err)

@@ -20,6 +20,7 @@ const (
 	FrameData = 'D' // payload: stream bytes
 	FrameAck  = 'A' // payload: 8-byte count of data bytes received so far
 	FrameFin  = 'F' // no payload: the stream ends
+	FrameNote = 'N' // supervisor → local side: a line for its log and the running cells (an iopub backlog at its bound)
 
 	FrameHeader = 5
 	MaxFrame    = 1 << 20 // the longest payload either side accepts
@@ -48,7 +49,7 @@ func OpenStream(ctx context.Context, conn net.Conn, channel, id string, recv uin
 // answer: a new stream may send its first frames at once (ReadHello reads
 // the answer later from br on conn).
 func RequestStream(conn net.Conn, channel, id string, recv uint64) error {
-	b, _ := json.Marshal(streamRequest{Op: "stream", Channel: channel, ID: id, Recv: recv})
+	b, _ := json.Marshal(streamRequest{Op: "stream", Channel: channel, ID: id, Recv: recv, Notes: true})
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("open a %s stream: %w", channel, err)
 	}
@@ -77,6 +78,7 @@ type streamRequest struct {
 	Channel string `json:"channel,omitempty"`
 	ID      string `json:"id,omitempty"`
 	Recv    uint64 `json:"recv"`
+	Notes   bool   `json:"notes"` // the caller reads FrameNote (a supervisor sends none otherwise)
 }
 
 // AppendFrame appends a frame of kind with payload p to dst.
@@ -105,7 +107,7 @@ func ReadFrame(br *bufio.Reader, buf []byte) (kind byte, payload []byte, err err
 		return 0, nil, fmt.Errorf("stream frame of %d bytes (at most %d)", n, MaxFrame)
 	case h[0] == FrameAck && n != 8, h[0] == FrameFin && n != 0:
 		return 0, nil, fmt.Errorf("stream frame %q with %d bytes", h[0], n)
-	case h[0] != FrameData && h[0] != FrameAck && h[0] != FrameFin:
+	case h[0] != FrameData && h[0] != FrameAck && h[0] != FrameFin && h[0] != FrameNote:
 		return 0, nil, fmt.Errorf("unknown stream frame type %#x", h[0])
 	}
 	if int(n) > cap(buf) {

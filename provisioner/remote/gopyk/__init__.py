@@ -10,6 +10,7 @@
 #   specs       kernel specs, found as jupyter_client finds them
 #   rundir      run dirs and their control socket
 #   relay       relayed streams to the kernel's sockets (class Stream)
+#   backlog     iopub read at the kernel's pace, its backlog spilled to disk
 #   serve       the supervisor's control socket (leases, requests, grace)
 #   supervisor  the process that owns one kernel (class Supervisor)
 #   slurm       the kernel as a Slurm job (class SlurmSupervisor)

@@ -11,8 +11,16 @@
 # On the channel, after the reply line, both ways carry frames: a type byte
 # and a 4-byte big-endian length, then the payload. D: data. A: 8-byte count
 # of data bytes received so far (lets the sender drop them). F: the end.
+# N (to the local side, when its request asked for "notes"): a line of text
+# for its log and the running cells (backlog.py's bound).
 #
-# Owns: class Stream (the resumable stream: acks, resends, its frame format D/A/F,
+# Kernel bytes wait in sent, from the last acknowledged one on; sendpos is
+# the next to frame for the channel, so a channel that drains slowly holds
+# at most a frame of them in to_c, and a resumed one starts where the other
+# side says it got to. A kernel that closes its socket has its stream end
+# once the local side has what it wrote before.
+#
+# Owns: class Stream (the resumable stream: acks, resends, its frame format D/A/F/N,
 # flow control), the memory tuning of the supervisor (malloc trim/threshold).
 # May not: read or write the control protocol beyond a stream's reply line
 # (serve.py hands it the connection), see the key (it relays signed bytes
@@ -24,13 +32,13 @@ import selectors
 from .common import drop_front, send_all
 
 
-STREAM_CAP = 2 << 20  # unacknowledged bytes kept per direction; reading stops beyond (the SSH window is 2 MiB too)
-PENDING_CAP = 256 << 10  # frames queued for a slow channel; reading the kernel stops beyond
+STREAM_CAP = 2 << 20  # unacknowledged bytes kept in memory per direction; reading stops beyond (the SSH window is 2 MiB too)
 ACK_EVERY = 256 << 10
 READ_SIZE = 256 << 10  # big reads: fewer wakeups, frames and SSH writes for bulk output
+SEND_CHUNK = 256 << 10  # the longest data frame written to the channel
 FRAME_MAX = 1 << 20
 HDR_LEN = 5
-FRAME_D, FRAME_A, FRAME_F = 68, 65, 70
+FRAME_D, FRAME_A, FRAME_F, FRAME_N = 68, 65, 70, 78
 
 
 def frame_header(kind, n):
@@ -78,23 +86,56 @@ class Endpoint(object):
 
 
 class Stream(object):
+    reads = 1  # kernel reads per wakeup
+
     def __init__(self, sup, sid, channel, ks):
         self.sup = sup
         self.id = sid
         self.channel = channel
         self.ks = ks
         self.cs = None  # the channel it is relayed on now; None while the local side is away
+        self.notes = False  # the local side takes N frames
         self.to_k = bytearray()  # received, not yet written to the kernel
-        self.to_c = bytearray()  # frames not yet written to the channel
-        self.sent = bytearray()  # kernel bytes sent (or to send) and not yet acknowledged
+        self.to_c = bytearray()  # frames (or a data frame's rest) not yet taken by the channel
+        self.blocked = False  # the channel took less than it was given: wait until it is writable
+        self.sent = bytearray()  # kernel bytes not yet acknowledged (a PubStream keeps more in its spill)
         self.base = 0  # stream offset of sent[0]
+        self.sendpos = 0  # stream offset of the next kernel byte to frame for the channel
         self.recv = 0  # bytes received from the local side
         self.acked = 0  # what the last ack said was delivered to the kernel
         self.inbuf = bytearray()
         self.closed = False
+        self.k_eof = False  # the kernel closed its side: the stream ends once the rest is delivered
         self.ev = {}  # sock -> registered events
         self.k_ep = Endpoint(self.on_kernel)
         self.c_ep = None
+
+    # What a PubStream (backlog.py) overrides: whether to read the kernel
+    # now, where its bytes go, and how more of them come up into sent.
+
+    def reading(self):
+        return len(self.sent) < STREAM_CAP
+
+    def take(self, data):
+        self.sent += data
+
+    def refill(self):
+        """Move kept bytes up into sent; False if there were none."""
+        return False
+
+    def pending(self):
+        """Kernel bytes kept beyond sent."""
+        return 0
+
+    def release(self):
+        pass
+
+    def note(self, text):
+        """Tell the local side (its log, the running cells), if it listens."""
+        if self.notes and self.cs is not None:
+            b = text.encode("utf-8")[:FRAME_MAX]
+            self.to_c += frame_header(FRAME_N, len(b)) + b
+            self.pump()
 
     def watch(self, sock, ep, events):
         cur = self.ev.get(sock, 0)
@@ -118,41 +159,35 @@ class Stream(object):
     def update(self):
         if self.closed:
             return
-        k = 0
-        if len(self.sent) < STREAM_CAP and len(self.to_c) < PENDING_CAP:
-            k |= selectors.EVENT_READ
-        if self.to_k:
-            k |= selectors.EVENT_WRITE
-        self.watch(self.ks, self.k_ep, k)
+        if not self.k_eof:
+            k = selectors.EVENT_READ if self.reading() else 0
+            if self.to_k:
+                k |= selectors.EVENT_WRITE
+            self.watch(self.ks, self.k_ep, k)
         if self.cs is not None:
             c = selectors.EVENT_READ
-            if self.to_c:
+            if self.blocked:
                 c |= selectors.EVENT_WRITE
             self.watch(self.cs, self.c_ep, c)
 
-    def attach(self, sock, peer_recv, early):
+    def attach(self, sock, peer_recv, early, notes=False):
         """Relay on sock from now on; the local side has received peer_recv bytes."""
-        if peer_recv < self.base or peer_recv > self.base + len(self.sent):
+        if peer_recv < self.base or peer_recv > self.sendpos:
             self.sup.answer_sock(sock, {"ok": False, "code": "bad_request",
                                         "error": "stream %s cannot resume at byte %d" % (self.id, peer_recv)})
             return
         self.detach(expire=False)
         self.sup.cancel("stream-" + self.id)
         self.sent = drop_front(self.sent, peer_recv - self.base)
-        self.base = peer_recv
+        self.base = self.sendpos = peer_recv
         self.cs = sock
+        self.notes = notes
         self.c_ep = Endpoint(self.on_channel)
         self.inbuf = bytearray()
         self.acked = self.recv  # the reply line says as much
-        out = bytearray((json.dumps({"ok": True, "id": self.id, "recv": self.recv}) + "\n").encode())
-        view = memoryview(self.sent)
-        for i in range(0, len(view), 1 << 16):
-            chunk = view[i:i + (1 << 16)]
-            out += frame_header(FRAME_D, len(chunk))
-            out += chunk
-        view.release()
-        self.to_c = out
-        self.flush_c()
+        self.to_c = bytearray((json.dumps({"ok": True, "id": self.id, "recv": self.recv}) + "\n").encode())
+        self.blocked = False
+        self.pump()
         if early and self.cs is not None:
             self.inbuf += early
             self.frames()
@@ -168,6 +203,7 @@ class Stream(object):
                 pass
             self.cs = None
             self.to_c = bytearray()
+            self.blocked = False
         if expire and not self.closed:
             self.sup.timer("stream-" + self.id, self.sup.grace, self.close)
             self.update()
@@ -178,8 +214,10 @@ class Stream(object):
         self.closed = True
         self.sup.streams.pop(self.id, None)
         self.sup.cancel("stream-" + self.id)
-        self.unwatch(self.ks)
-        self.ks.close()
+        if not self.k_eof:
+            self.unwatch(self.ks)
+            self.ks.close()
+        self.release()
         if self.cs is not None:
             self.unwatch(self.cs)
             self.to_c += frame_header(FRAME_F, 0)
@@ -187,35 +225,56 @@ class Stream(object):
             self.cs.close()
             self.cs = None
 
-    def send_c(self, *parts):
-        """Write parts to the channel (one sendmsg, no copy), queueing what it does not take now."""
-        if self.cs is None:
-            return
-        if self.to_c:
-            for p in parts:
-                self.to_c += p
-            return
-        try:
-            n = self.cs.sendmsg(parts)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError:
-            self.detach()
-            return
-        for p in parts:
-            if n < len(p):
-                self.to_c += memoryview(p)[n:]
-            n = max(0, n - len(p))
+    def kernel_closed(self):
+        """The kernel closed its socket (it exited or restarts): end the
+        stream once the local side has what was read before."""
+        self.k_eof = True
+        self.unwatch(self.ks)
+        self.ks.close()
+        self.to_k = bytearray()
+        self.pump()  # which closes the stream once all is out
+        self.update()
 
-    def flush_c(self):
-        try:
-            n = self.cs.send(self.to_c)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.detach()
-            return
-        self.to_c = drop_front(self.to_c, n)
+    def pump(self):
+        """Write to the channel what it takes: queued frames, then kernel bytes from sendpos on."""
+        while self.cs is not None and not self.blocked:
+            if self.to_c:
+                try:
+                    n = self.cs.send(self.to_c)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError:
+                    self.detach()
+                    return
+                self.to_c = drop_front(self.to_c, n)
+                self.blocked = bool(self.to_c)
+                continue
+            off = self.sendpos - self.base
+            k = min(len(self.sent) - off, SEND_CHUNK)
+            if k <= 0:
+                if self.refill():
+                    continue
+                if self.k_eof and not self.pending():
+                    self.close()
+                return
+            hdr = frame_header(FRAME_D, k)
+            with memoryview(self.sent) as mv, mv[off:off + k] as chunk:
+                try:
+                    n = self.cs.sendmsg((hdr, chunk))
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError:
+                    n = -1
+                if 0 < n < HDR_LEN + k:  # the rest of the frame goes first next time
+                    self.to_c += hdr[n:] if n < HDR_LEN else b""
+                    self.to_c += chunk[max(0, n - HDR_LEN):]
+            if n < 0:
+                self.detach()
+                return
+            if n == 0:
+                self.blocked = True
+                return
+            self.sendpos += k
 
     def send_k(self, data):
         if not self.to_k:
@@ -224,7 +283,7 @@ class Stream(object):
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError:
-                self.close()
+                self.kernel_closed()
                 return
             if n == len(data):
                 return
@@ -232,7 +291,7 @@ class Stream(object):
         self.to_k += data
 
     def on_kernel(self, mask):
-        if self.closed:
+        if self.closed or self.k_eof:
             return
         if mask & selectors.EVENT_WRITE and self.to_k:
             try:
@@ -241,29 +300,33 @@ class Stream(object):
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
-                self.close()
+                self.kernel_closed()
                 return
             self.ack()
         if mask & selectors.EVENT_READ:
-            try:
-                data = self.ks.recv(READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                data = None
-            except OSError:
-                data = b""
-            if data == b"":
-                self.close()  # the kernel closed it: it exited or restarts
-                return
-            if data:
-                self.sent += data
-                self.send_c(frame_header(FRAME_D, len(data)), data)
+            got = False
+            for _ in range(self.reads):
+                try:
+                    data = self.ks.recv(READ_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self.kernel_closed()
+                    return
+                got = True
+                self.take(data)
+            if got:
+                self.pump()
         self.update()
 
     def on_channel(self, mask):
         if self.closed or self.cs is None:
             return
-        if mask & selectors.EVENT_WRITE and self.to_c:
-            self.flush_c()
+        if mask & selectors.EVENT_WRITE:
+            self.blocked = False
+            self.pump()
         if mask & selectors.EVENT_READ and self.cs is not None:
             try:
                 data = self.cs.recv(1 << 16)
@@ -285,7 +348,7 @@ class Stream(object):
         while len(buf) - off >= HDR_LEN and not self.closed:
             kind = buf[off]
             n = int.from_bytes(bytes(buf[off + 1:off + HDR_LEN]), "big")
-            if kind not in (FRAME_D, FRAME_A, FRAME_F) or n > FRAME_MAX:
+            if kind not in (FRAME_D, FRAME_A, FRAME_F) or n > FRAME_MAX:  # N goes to the local side only
                 self.sup.log("stream %s: bad frame %r/%d: dropping the channel" % (self.id, kind, n))
                 self.detach()
                 return
@@ -295,20 +358,23 @@ class Stream(object):
             off += HDR_LEN + n
             if kind == FRAME_D:
                 self.recv += n
-                self.send_k(body)
+                if not self.k_eof:
+                    self.send_k(body)
             elif kind == FRAME_A and n == 8:
                 acked = int.from_bytes(body, "big")
-                if self.base <= acked <= self.base + len(self.sent):
+                if self.base <= acked <= self.sendpos:
                     if len(self.sent) >= TRIM_AFTER and acked - self.base > len(self.sent) // 2:
                         # A burst is being let go: once it is over, give
                         # back what the heap kept of it.
                         self.sup.timer("trim", 1.0, trim_memory)
                     self.sent = drop_front(self.sent, acked - self.base)
                     self.base = acked
+                    if self.pending():
+                        self.pump()  # room in sent for kept bytes
             elif kind == FRAME_F:
                 self.close()
                 return
-        if self.closed:
+        if self.closed or self.cs is None:
             return
         del buf[:off]
         self.ack()
@@ -319,6 +385,7 @@ class Stream(object):
         slow; this way to_k holds at most the local side's STREAM_CAP, and the
         channel is always read (acks arrive on it)."""
         delivered = self.recv - len(self.to_k)
-        if delivered - self.acked >= ACK_EVERY:
+        if delivered - self.acked >= ACK_EVERY and self.cs is not None:
             self.acked = delivered
-            self.send_c(frame_header(FRAME_A, 8) + delivered.to_bytes(8, "big"))
+            self.to_c += frame_header(FRAME_A, 8) + delivered.to_bytes(8, "big")
+            self.pump()

@@ -5,7 +5,7 @@
 # shutdown, restart), leases with their pings and in-band requests (LEASE_OPS),
 # events to lease holders (kernel_exited, restarted, reply), the grace
 # period, and handing a connection whose request is "stream" to
-# relay.Stream (parked while the kernel starts).
+# relay.Stream, backlog.PubStream for iopub (parked while the kernel starts).
 # May not: start or signal the kernel itself (it asks supervisor.py's methods:
 # stop, start_kernel, signal_kernel), put the key in an answer, write to stdout.
 
@@ -16,6 +16,7 @@ import socket
 import time
 
 from .common import CHANNELS, send_all
+from .backlog import PubStream
 from .relay import Stream
 
 
@@ -260,13 +261,13 @@ class ControlServer(object):
                 return
             ks.setblocking(False)
             self.stream_seq += 1
-            s = Stream(self, "%s-%d" % (channel, self.stream_seq), channel, ks)
+            s = (PubStream if channel == "iopub" else Stream)(self, "%s-%d" % (channel, self.stream_seq), channel, ks)
             self.streams[s.id] = s
         fd = c.sock.fileno()
         self.conns.pop(fd, None)
         self.sel.unregister(c.sock)
         early, c.buf = c.buf, b""
-        s.attach(c.sock, recv, early)
+        s.attach(c.sock, recv, early, bool(req.get("notes")))
 
     def answer_sock(self, sock, obj):
         send_all(sock, (json.dumps(obj) + "\n").encode())

@@ -4,7 +4,8 @@
 # file with the key), the kernel's start (own session, PR_SET_PDEATHSIG,
 # JPY_PARENT_PID), readiness, exit and stop (SIGTERM, then SIGKILL),
 # supervisor.log and state.json, the timers and the main loop. Its control
-# socket is serve.py's ControlServer (a mixin), its streams are relay.py's.
+# socket is serve.py's ControlServer (a mixin), its streams are relay.py's
+# (iopub's: backlog.py's).
 # May not: put the key anywhere but kernel.json (not in a log, state.json,
 # an argv or an answer), write to stdout (its stdio is /dev/null).
 
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from .backlog import DEFAULT_BACKLOG
 from .common import CHANNELS, num, tail, write_private, rmtree
 from .relay import Endpoint, tune_malloc
 from .rundir import free_tcp_ports, tcp_port_free
@@ -49,6 +51,7 @@ class Supervisor(ControlServer):
         self.shutdown_timeout = num(params, "shutdown_timeout", DEFAULT_SHUTDOWN)
         self.launch_timeout = num(params, "launch_timeout", DEFAULT_LAUNCH)
         self.kill_after = num(params, "kill_after", KILL_AFTER)
+        self.backlog = int(num(params, "iopub_backlog", DEFAULT_BACKLOG))
         self.cf = os.path.join(run_dir, "kernel.json")
         self.log_path = os.path.join(run_dir, "kernel.log")
         self.proc = None
