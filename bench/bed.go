@@ -30,11 +30,13 @@ const python = "/usr/bin/python3"
 type bed struct {
 	bin      string // dir holding gopyk and gopyk-kernel
 	sshd     *testbed.SSHD
-	slow     *slowLink
-	home     string // HOME and Jupyter dirs of the local side
+	slow     *testbed.Link // -latency each way (netem is not available on the test machines)
+	rate     *testbed.Link // floodRate each way
+	home     string        // HOME and Jupyter dirs of the local side
 	env      []string
 	fastSpec string
 	slowSpec string
+	rateSpec string // through rate
 	// sessionSpec is fastSpec with streams session: every stream over one
 	// exec session (the path for servers that refuse forwarding).
 	sessionSpec string
@@ -54,7 +56,7 @@ type bed struct {
 	used  map[int]bool // ports handed out in this run
 }
 
-func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*bed, error) {
+func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string, oneWay time.Duration) (*bed, error) {
 	bin, err := filepath.Abs(binDir)
 	if err != nil {
 		return nil, err
@@ -85,7 +87,7 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*
 		sshd.Stop()
 		return nil, err
 	}
-	b := &bed{bin: bin, sshd: sshd, home: home, fastSpec: "gpk_bench", slowSpec: "gpk_bench_slow", sessionSpec: "gpk_bench_session"}
+	b := &bed{bin: bin, sshd: sshd, home: home, fastSpec: "gpk_bench", slowSpec: "gpk_bench_slow", sessionSpec: "gpk_bench_session", rateSpec: "gpk_bench_rate"}
 	b.env = append(os.Environ(),
 		"HOME="+home,
 		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"),
@@ -96,7 +98,11 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*
 		"PYDEVD_DISABLE_FILE_VALIDATION=1",
 		"PATH="+bin+":"+os.Getenv("PATH"),
 	)
-	if b.slow, err = startSlowLink(sshd, 50*time.Millisecond); err != nil {
+	if b.slow, err = sshd.StartLink(testbed.LinkOptions{Alias: "gpk-bench-slow", Latency: oneWay}); err != nil {
+		b.close()
+		return nil, err
+	}
+	if b.rate, err = sshd.StartLink(testbed.LinkOptions{Alias: "gpk-bench-rate", Rate: floodRate}); err != nil {
 		b.close()
 		return nil, err
 	}
@@ -107,7 +113,7 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*
 		b.close()
 		return nil, err
 	}
-	slowBlock, err := os.ReadFile(b.slow.config)
+	slowBlock, err := os.ReadFile(b.slow.ConfigFile)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -117,35 +123,38 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string) (*
 		b.close()
 		return nil, err
 	}
-	type spec struct{ name, alias, cfg, streams, bin, client string }
+	// extra: more flags of gopyk add. The flood spec uses tcp: over ipc the
+	// kernel's unix socket (~200 KB) lets a loaded relay fall behind its
+	// PUB socket's high-water mark (e2e TestIOPubFloodLosesNothing).
+	type spec struct {
+		name, alias, cfg, streams, bin string
+		extra                          []string
+	}
 	specs := []spec{
-		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, ""},
-		{b.slowSpec, b.slow.alias, b.slow.config, "auto", bin, ""},
-		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin, ""},
-		{b.masterSpec, sshd.Alias, masterCfg, "auto", bin, ""},
-		{b.slowMasterSpec, b.slow.alias, slowMasterCfg, "auto", bin, ""},
-		{b.opensshSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, "openssh"},
-		{b.slowOpensshSpec, b.slow.alias, b.slow.config, "auto", bin, "openssh"},
+		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, nil},
+		{b.slowSpec, b.slow.Alias, b.slow.ConfigFile, "auto", bin, nil},
+		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin, nil},
+		{b.rateSpec, b.rate.Alias, b.rate.ConfigFile, "auto", bin, []string{"--transport", "tcp"}},
+		{b.masterSpec, sshd.Alias, masterCfg, "auto", bin, nil},
+		{b.slowMasterSpec, b.slow.Alias, slowMasterCfg, "auto", bin, nil},
+		{b.opensshSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, []string{"--ssh-client", "openssh"}},
+		{b.slowOpensshSpec, b.slow.Alias, b.slow.ConfigFile, "auto", bin, []string{"--ssh-client", "openssh"}},
 	}
 	if base != "" {
 		b.baseSpec, b.baseSlowSpec = "gpk_bench_baseline", "gpk_bench_baseline_slow"
-		specs = append(specs, spec{b.baseSpec, sshd.Alias, sshd.ConfigFile, "auto", base, ""},
-			spec{b.baseSlowSpec, b.slow.alias, b.slow.config, "auto", base, ""})
+		specs = append(specs, spec{b.baseSpec, sshd.Alias, sshd.ConfigFile, "auto", base, nil},
+			spec{b.baseSlowSpec, b.slow.Alias, b.slow.ConfigFile, "auto", base, nil})
 	}
 	for _, s := range specs {
-		var client []string
-		if s.client != "" {
-			client = []string{"--ssh-client", s.client}
-		}
 		if err := b.gopykOf(ctx, s.bin, append([]string{"add", "--kernel-name", s.name, "--display-name", s.name,
 			"--ssh-host-alias", s.alias, "--ssh-config", s.cfg,
-			"--remote-kernel-name", "python3", "--remote-python", python, "--streams", s.streams}, client...)...); err != nil {
+			"--remote-kernel-name", "python3", "--remote-python", python, "--streams", s.streams}, s.extra...)...); err != nil {
 			b.close()
 			return nil, err
 		}
 	}
 	// The masters a user would open by hand, once, before launching.
-	for _, m := range []struct{ cfg, alias string }{{masterCfg, sshd.Alias}, {slowMasterCfg, b.slow.alias}} {
+	for _, m := range []struct{ cfg, alias string }{{masterCfg, sshd.Alias}, {slowMasterCfg, b.slow.Alias}} {
 		mm, err := testbed.OpenMaster(m.cfg, m.alias, nil)
 		if err != nil {
 			b.close()
@@ -176,8 +185,10 @@ func (b *bed) close() {
 	for _, m := range b.masters {
 		m.Stop()
 	}
-	if b.slow != nil {
-		b.slow.stop()
+	for _, l := range []*testbed.Link{b.slow, b.rate} {
+		if l != nil {
+			l.Stop()
+		}
 	}
 	b.sshd.Stop()
 	os.RemoveAll(b.home)

@@ -54,7 +54,7 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 20, "kernels launched at once")
 	flag.DurationVar(&o.oneWay, "latency", 50*time.Millisecond, "toxiproxy latency each way for the slow-link figures")
 	flag.Var(&o.sshdConfig, "sshd-config", "extra sshd_config `LINE` for the bench sshd (repeatable), e.g. \"MaxStartups 100\" (default: sshd's defaults)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (cycles, launch, kernels, scale, slow, ws); default all")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (cycles, launch, kernels, flood, scale, slow, ws); default all")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -69,12 +69,12 @@ func run(ctx context.Context, o options, out, logw io.Writer) error {
 		fmt.Fprintf(logw, "[%s] "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, a...)...)
 	}
 	r := &results{opts: o, start: time.Now(), loadStart: loadavg(), jupyterClient: jupyterClientVersion(ctx)}
-	b, err := newBed(ctx, o.bin, o.baseline, o.sshdConfig)
+	b, err := newBed(ctx, o.bin, o.baseline, o.sshdConfig, o.oneWay)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	logf("sshd %s (pid %d), toxiproxy %s (+%v each way)", b.sshd.Addr, b.sshd.PID(), b.slow.proxy.Listen, o.oneWay)
+	logf("sshd %s (pid %d), toxiproxy on port %d (+%v each way)", b.sshd.Addr, b.sshd.PID(), b.slow.Port, o.oneWay)
 
 	sections := []struct {
 		key, name string
@@ -83,6 +83,7 @@ func run(ctx context.Context, o options, out, logw io.Writer) error {
 		{"cycles", "goroutines and fds over launch/shutdown cycles", benchCycles},
 		{"launch", "launches on loopback", benchLaunches},
 		{"kernels", "round trips (with OpenSSH forwards), throughput and footprint", benchKernels},
+		{"flood", "200 MiB in 64 KiB writes over a 20 MB/s link", benchFlood},
 		{"scale", "scale", benchScale},
 		{"slow", "100 ms RTT", benchSlow},
 		{"ws", "through a WebSocket gateway that leaves Nagle on", benchWS},

@@ -37,6 +37,9 @@ type results struct {
 
 	rtSSH map[string][]time.Duration
 
+	floodLocal, floodGopyk            flood // gopyk behind a 20 MB/s link
+	floodLauncherPeak, floodSuperPeak int   // kB, of a gopyk-kernel and supervisor started for the flood
+
 	scaleGopyk, scaleLocal scale
 
 	rtt                time.Duration
@@ -205,7 +208,7 @@ func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk, sk *ker
 }
 
 func benchSlow(ctx context.Context, b *bed, r *results) error {
-	r.rtt = b.slow.rtt
+	r.rtt = 2 * r.opts.oneWay
 	var errs []error
 	var err error
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
@@ -232,7 +235,7 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 		return errors.Join(append(errs, err)...)
 	}
 	defer h.stop()
-	c, p, err := b.forward(ctx, h, sshExec, b.slow.config, b.slow.alias)
+	c, p, err := b.forward(ctx, h, sshExec, b.slow.ConfigFile, b.slow.Alias)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}

@@ -109,6 +109,10 @@ func (r *results) markdown() string {
 		mbOr(r.launcherPeak), mbOr(ir.launcher.rss), verdict(measured, r.launcherPeak <= 25*1024 && ir.launcher.rss <= 25*1024))
 	w("| remote memory beside the kernel: supervisor RSS peak / idle | — | %s / %s | sshd processes of the connection: %s | ≤ 15 MB | %s | 69.5 MB |",
 		mbOr(r.superPeak), mbOr(ir.super.rss), mbOr(r.sshdConn), verdict(measured, ir.super.rss > 0 && r.superPeak <= 15*1024))
+	fl, fg := r.floodLocal, r.floodGopyk
+	w("| 200 MiB as %d flushed 64 KiB writes, gopyk over a 20 MB/s link: chunks whole and in order (time to idle) | %d of %d (%s) | %d of %d (%s) | during it: supervisor RSS peak %s, gopyk-kernel RSS peak %s | every chunk | %s | |",
+		floodChunks, fl.ok, floodChunks, durOr(fl.took), fg.ok, floodChunks, durOr(fg.took), mbOr(r.floodSuperPeak), mbOr(r.floodLauncherPeak),
+		verdict(fg.took > 0, fg.ok == floodChunks))
 	startedNote := ""
 	if len(ir.started) > 0 {
 		startedNote = ": " + strings.Join(ir.started, ", ")
