@@ -56,8 +56,9 @@ const (
 	DefaultGrace           = 600 // seconds; the remote launcher's default
 	// DefaultIOPubBacklog is how many MiB of output wait on the remote (in
 	// memory, then in a file of the run dir) for a link slower than the
-	// kernel, before whole output messages are dropped; the remote
-	// launcher's default.
+	// kernel, before the relay stops reading the kernel's output (which the
+	// kernel may then drop; the log and the running cells say so); the
+	// remote launcher's default.
 	DefaultIOPubBacklog = 1024
 	// DefaultReconnectTimeout is long enough for a laptop closed overnight.
 	DefaultReconnectTimeout = 12 * 3600

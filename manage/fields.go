@@ -65,7 +65,7 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.IntFlag{Name: flagLinkTO, HideDefault: true, Usage: "`SECONDS` the SSH connection may stay silent before gopyk-kernel takes it for lost and dials a new one, whatever ServerAliveInterval says (ssh -G reports 300 under BatchMode yes)" + def(fmt.Sprint(kernelspec.DefaultLinkTimeout))},
 		&cli.StringFlag{Name: flagNotices, Usage: "`ON|OFF`: while the connection is lost, tell each running cell under its output (connection lost, reconnected)" + def("on")},
 		&cli.StringFlag{Name: flagSSHClient, Usage: "`CLIENT` that logs in: native (gopyk's own), openssh (your ssh, once per connection: Kerberos/GSSAPI, PKCS#11, every ssh_config feature) or auto (openssh where native cannot log in); a live ControlMaster at the host's ControlPath is used by all" + def("native")},
-		&cli.IntFlag{Name: flagIOPubBacklog, HideDefault: true, Usage: "`MIB` of output the remote holds for a link slower than the kernel (in memory, then in a file of its run dir); beyond, whole output messages are dropped and the cell says so" + def(fmt.Sprint(kernelspec.DefaultIOPubBacklog))},
+		&cli.IntFlag{Name: flagIOPubBacklog, HideDefault: true, Usage: "`MIB` of output the remote holds for a link slower than the kernel (in memory, then in a file of its run dir); beyond, the remote stops reading the kernel's output, which the kernel may drop, and the running cells say so" + def(fmt.Sprint(kernelspec.DefaultIOPubBacklog))},
 		&cli.StringFlag{Name: flagStreams, Usage: "`HOW` the kernel's streams reach the remote: forward (SSH forwarding to a unix socket), session (one exec session carries them all, for servers that refuse forwarding) or auto (forward, else session)" + def("auto")},
 	}
 }

@@ -69,7 +69,7 @@ type Params struct {
 	LauncherArgs    string            // launcher slurm: sbatch options, split as sh would
 	QueueTimeout    time.Duration     // launcher slurm: how long the job may pend; 0 = 600 s
 	KernelArgs      []string          // appended to the kernel's argv (after {connection_file} is filled in)
-	IOPubBacklog    int64             // iopub bytes held for a slow link before output messages are dropped; 0 = 1 GiB
+	IOPubBacklog    int64             // iopub bytes held for a slow link before the relay stops reading the kernel's; 0 = 1 GiB
 
 	Progress func(msg string) // called with each progress line of a launch (a queued job); may be nil (not sent)
 	// OnControl is called once a launch has bound the supervisor's control
