@@ -204,3 +204,28 @@ func TestIOPubFloodLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// At the spec's iopub_backlog (4 MiB here, on a 20 MB/s link) the remote
+// stops reading the kernel's output, and the running cell says so under its
+// output, with the command that raises the bound. 400 chunks fit in what the
+// kernel's PUB socket holds meanwhile: nothing is lost.
+func TestIOPubBoundSaysSo(t *testing.T) {
+	e := newEnv(t)
+	slow := e.sshd.LinkForTest(t, testbed.LinkOptions{Rate: 20_000_000})
+	const spec = "gpk_e2e_bound"
+	e.gopyk("add", "--kernel-name", spec, "--display-name", spec, "--ssh-host-alias", slow.Alias, "--ssh-config", slow.ConfigFile,
+		"--remote-kernel-name", "python3", "--remote-python", python, "--transport", "tcp", "--iopub-backlog", "4")
+	res := runFlood(t, e, 1, 5*time.Minute, spec+":400")
+	if len(res) != 1 {
+		t.Fatalf("%d runs reported, want 1", len(res))
+	}
+	r := res[0]
+	if r.OK != r.Chunks || !r.Idle || r.Reply != "ok" {
+		t.Errorf("%d of %d chunks whole and in order (%d missing), idle %v, reply %s", r.OK, r.Chunks, r.Missing, r.Idle, r.Reply)
+	}
+	said := strings.Join(r.Stderr, "")
+	if !strings.Contains(said, "gopyk: the kernel writes output faster than the connection carries it") ||
+		!strings.Contains(said, "gopyk edit --kernel-name "+spec+" --iopub-backlog MIB") {
+		t.Errorf("the cell's stderr does not tell of the bound: %q", said)
+	}
+}
