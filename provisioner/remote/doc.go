@@ -53,7 +53,7 @@
 // side is away for the grace period. A new stream asked for while the kernel
 // starts waits at the supervisor, its first bytes unread, until the kernel
 // accepts. After the reply line both directions
-// carry frames (FrameData, FrameAck, FrameFin).
+// carry frames (FrameData, FrameAck, FrameFin; FrameNote from the supervisor).
 //
 // Mux (ActionMux, Carrier): for servers that refuse forwarding, an exec
 // session whose stdin/stdout, after the reply, carry many connections to
