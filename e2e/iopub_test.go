@@ -205,13 +205,14 @@ func TestIOPubFloodLosesNothing(t *testing.T) {
 	}
 }
 
-// At the spec's iopub_backlog (4 MiB here, on a 20 MB/s link) the remote
-// stops reading the kernel's output, and the running cell says so under its
+// At the spec's iopub_backlog (4 MiB here, on a 5 MB/s link: a kernel
+// writing 25 MiB outruns it even on a loaded machine) the remote stops
+// reading the kernel's output, and the running cell says so under its
 // output, with the command that raises the bound. 400 chunks fit in what the
 // kernel's PUB socket holds meanwhile: nothing is lost.
 func TestIOPubBoundSaysSo(t *testing.T) {
 	e := newEnv(t)
-	slow := e.sshd.LinkForTest(t, testbed.LinkOptions{Rate: 20_000_000})
+	slow := e.sshd.LinkForTest(t, testbed.LinkOptions{Rate: 5_000_000})
 	const spec = "gpk_e2e_bound"
 	e.gopyk("add", "--kernel-name", spec, "--display-name", spec, "--ssh-host-alias", slow.Alias, "--ssh-config", slow.ConfigFile,
 		"--remote-kernel-name", "python3", "--remote-python", python, "--transport", "tcp", "--iopub-backlog", "4")
