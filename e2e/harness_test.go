@@ -231,6 +231,12 @@ func (e *env) waitReady(p *proc, cf string) {
 	})
 	c := e.client(cf)
 	c.Close()
+	// The kernel can answer before gopyk-kernel has logged its launch (the
+	// streams open while the launch's last reply is on its way): tests read
+	// that log next.
+	waitFor(e.t, 30*time.Second, "gopyk-kernel's kernel ready line", func() bool {
+		return strings.Contains(p.output(), "] kernel ready")
+	})
 }
 
 // client connects a Go Jupyter client to a connection file and waits until
