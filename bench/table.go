@@ -111,8 +111,8 @@ func (r *results) markdown() string {
 		mbOr(r.superPeak), mbOr(ir.super.rss), mbOr(r.sshdConn), verdict(measured, ir.super.rss > 0 && r.superPeak <= 15*1024))
 	fl, fg := r.floodLocal, r.floodGopyk
 	w("| 200 MiB as %d flushed 64 KiB writes, gopyk over a 20 MB/s link: chunks whole and in order (time to idle) | %d of %d (%s) | %d of %d (%s) | during it: supervisor RSS peak %s, gopyk-kernel RSS peak %s | every chunk | %s | |",
-		floodChunks, fl.ok, floodChunks, durOr(fl.took), fg.ok, floodChunks, durOr(fg.took), mbOr(r.floodSuperPeak), mbOr(r.floodLauncherPeak),
-		verdict(fg.took > 0, fg.ok == floodChunks))
+		floodChunks, fl.ok, floodChunks, floodTook(fl), fg.ok, floodChunks, floodTook(fg), mbOr(r.floodSuperPeak), mbOr(r.floodLauncherPeak),
+		verdict(fg.ok > 0, fg.ok == floodChunks && fg.took > 0))
 	startedNote := ""
 	if len(ir.started) > 0 {
 		startedNote = ": " + strings.Join(ir.started, ", ")
@@ -267,4 +267,11 @@ func launcherSource() int {
 		n += len(remote.ModuleSource(m))
 	}
 	return n
+}
+
+func floodTook(f flood) string {
+	if f.took == 0 && f.ok > 0 {
+		return fmt.Sprintf("no idle within %v", floodWait)
+	}
+	return durOr(f.took)
 }
