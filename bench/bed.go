@@ -125,7 +125,7 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string, on
 	}
 	// extra: more flags of gopyk add. The flood spec uses tcp: over ipc the
 	// kernel's unix socket (~200 KB) lets a loaded relay fall behind its
-	// PUB socket's high-water mark (e2e TestIOPubFloodLosesNothing).
+	// PUB socket's high-water mark (e2e TestIOPubFloodWholeAndInOrder).
 	type spec struct {
 		name, alias, cfg, streams, bin string
 		extra                          []string
