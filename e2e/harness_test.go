@@ -83,8 +83,19 @@ func newEnvWith(t *testing.T, sshd *testbed.SSHD, addArgs ...string) *env {
 func localEnv(t *testing.T, sshd *testbed.SSHD, spec string) *env {
 	home := t.TempDir()
 	e := &env{t: t, sshd: sshd, home: home, spec: spec}
+	// Its own runtime dir (short: unix socket paths), so the masters its
+	// kernels start are its own, and stopped when it ends.
+	rt, err := os.MkdirTemp("", "gpke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		testbed.StopMasters(rt)
+		os.RemoveAll(rt)
+	})
 	e.vars = append(os.Environ(),
 		"HOME="+home,
+		"XDG_RUNTIME_DIR="+rt,
 		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"),
 		"JUPYTER_RUNTIME_DIR="+filepath.Join(home, "runtime"),
 		"JUPYTER_CONFIG_DIR="+filepath.Join(home, "config"),

@@ -26,8 +26,16 @@ type Gopyk struct {
 	// notebook: no "connection lost" / "reconnected" lines under running
 	// cells. "" or "on": shown.
 	ConnectionNotices string `json:"connection_notices,omitempty"`
-	SSHClient         string `json:"ssh_client,omitempty"`    // "" / SSHClientNative, SSHClientOpenSSH, SSHClientAuto
-	IOPubBacklog      int    `json:"iopub_backlog,omitempty"` // MiB of output held on the remote for a slow link; 0 = DefaultIOPubBacklog
+	// Master "off" makes gopyk-kernel dial a connection of its own instead
+	// of sharing the host's gopyk master (package master); "" or "on":
+	// shared, on Unix.
+	Master string `json:"master,omitempty"`
+	// MasterPersist is how many seconds the host's master stays once its
+	// last user left, for the next launch; 0 = the host's ControlPersist
+	// in the ssh config when set, else DefaultMasterPersist.
+	MasterPersist int    `json:"master_persist,omitempty"`
+	SSHClient     string `json:"ssh_client,omitempty"`    // "" / SSHClientNative, SSHClientOpenSSH, SSHClientAuto
+	IOPubBacklog  int    `json:"iopub_backlog,omitempty"` // MiB of output held on the remote for a slow link; 0 = DefaultIOPubBacklog
 }
 
 // SSHClient values: gopyk's own SSH client (golang.org/x/crypto), the
@@ -65,6 +73,9 @@ const (
 	// DefaultLinkTimeout: a dead network path is noticed within this many
 	// seconds, and a fresh connection is dialled.
 	DefaultLinkTimeout = 15
+	// DefaultMasterPersist: a host's master stays this many seconds after
+	// its last kernel ended.
+	DefaultMasterPersist = 600
 )
 
 // MetadataKey is the key under "metadata" that marks a spec as written by gopyk.

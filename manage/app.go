@@ -74,7 +74,7 @@ func (a *App) rootCommand() *cli.Command {
 	onUsage := func(_ context.Context, cmd *cli.Command, err error, _ bool) error {
 		return usagef("%v; see '%s --help'", lowerFirst(err.Error()), cmd.FullName())
 	}
-	cmds := []*cli.Command{a.listCommand(), a.addCommand(), a.editCommand(), a.deleteCommand(), a.wsProxyCommand()}
+	cmds := []*cli.Command{a.listCommand(), a.addCommand(), a.editCommand(), a.deleteCommand(), a.connectCommand(), a.wsProxyCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = onUsage
 	}

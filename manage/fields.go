@@ -33,6 +33,8 @@ const (
 	flagStreams      = "streams"
 	flagLinkTO       = "link-timeout"
 	flagNotices      = "connection-notices"
+	flagMaster       = "master"
+	flagMasterPer    = "master-persist"
 	flagSSHClient    = "ssh-client"
 	flagIOPubBacklog = "iopub-backlog"
 )
@@ -64,6 +66,8 @@ func fieldFlags(withDefaults bool) []cli.Flag {
 		&cli.IntFlag{Name: flagReconnectTO, HideDefault: true, Usage: "`SECONDS` gopyk-kernel keeps reconnecting after the network drops before it gives up and exits" + def(fmt.Sprint(kernelspec.DefaultReconnectTimeout))},
 		&cli.IntFlag{Name: flagLinkTO, HideDefault: true, Usage: "`SECONDS` the SSH connection may stay silent before gopyk-kernel takes it for lost and dials a new one, whatever ServerAliveInterval says (ssh -G reports 300 under BatchMode yes)" + def(fmt.Sprint(kernelspec.DefaultLinkTimeout))},
 		&cli.StringFlag{Name: flagNotices, Usage: "`ON|OFF`: while the connection is lost, tell each running cell under its output (connection lost, reconnected)" + def("on")},
+		&cli.StringFlag{Name: flagMaster, Usage: "`ON|OFF`: share one SSH connection per host between every kernel and gopyk list, held by a gopyk master in the background (Unix; `gopyk connect --status` shows them)" + def("on")},
+		&cli.IntFlag{Name: flagMasterPer, HideDefault: true, Usage: "`SECONDS` the host's master stays once its last kernel ended, so the next launch need not log in" + def(fmt.Sprint(kernelspec.DefaultMasterPersist)+", or ControlPersist of the host's ssh config")},
 		&cli.StringFlag{Name: flagSSHClient, Usage: "`CLIENT` that logs in: native (gopyk's own), openssh (your ssh, once per connection: Kerberos/GSSAPI, PKCS#11, every ssh_config feature) or auto (openssh where native cannot log in); a live ControlMaster at the host's ControlPath is used by all" + def("native")},
 		&cli.IntFlag{Name: flagIOPubBacklog, HideDefault: true, Usage: "`MIB` of output the remote holds for a link slower than the kernel (in memory, then in a file of its run dir); beyond, the remote stops reading the kernel's output, which the kernel may drop, and the running cells say so" + def(fmt.Sprint(kernelspec.DefaultIOPubBacklog))},
 		&cli.StringFlag{Name: flagStreams, Usage: "`HOW` the kernel's streams reach the remote: forward (SSH forwarding to a unix socket), session (one exec session carries them all, for servers that refuse forwarding) or auto (forward, else session)" + def("auto")},
@@ -232,7 +236,7 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 	for _, f := range []struct {
 		flag string
 		to   *int
-	}{{flagGrace, &g.Grace}, {flagReconnectTO, &g.ReconnectTimeout}, {flagLinkTO, &g.LinkTimeout}} {
+	}{{flagGrace, &g.Grace}, {flagReconnectTO, &g.ReconnectTimeout}, {flagLinkTO, &g.LinkTimeout}, {flagMasterPer, &g.MasterPersist}} {
 		if cmd.IsSet(f.flag) {
 			*f.to = cmd.Int(f.flag)
 			if err := checkTimeout(f.flag, *f.to); err != nil {
@@ -250,6 +254,12 @@ func applyFields(cmd *cli.Command, s *kernelspec.Spec) error {
 		g.IOPubBacklog = cmd.Int(flagIOPubBacklog)
 		if g.IOPubBacklog <= 0 {
 			return fmt.Errorf("--%s %d: give a positive number of MiB", flagIOPubBacklog, g.IOPubBacklog)
+		}
+	}
+	if cmd.IsSet(flagMaster) {
+		g.Master = cmd.String(flagMaster)
+		if g.Master != "on" && g.Master != "off" {
+			return fmt.Errorf("--%s %q: use on or off", flagMaster, g.Master)
 		}
 	}
 	if g.Launcher == "slurm" && g.Transport == "ipc" {
@@ -279,6 +289,8 @@ var unsettable = map[string]struct {
 	"connection_notices": {flagNotices, func(g *kernelspec.Gopyk) { g.ConnectionNotices = "" }},
 	"ssh_client":         {flagSSHClient, func(g *kernelspec.Gopyk) { g.SSHClient = "" }},
 	"iopub_backlog":      {flagIOPubBacklog, func(g *kernelspec.Gopyk) { g.IOPubBacklog = 0 }},
+	"master":             {flagMaster, func(g *kernelspec.Gopyk) { g.Master = "" }},
+	"master_persist":     {flagMasterPer, func(g *kernelspec.Gopyk) { g.MasterPersist = 0 }},
 }
 
-const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams, link_timeout, connection_notices, ssh_client, iopub_backlog"
+const unsettableList = "ssh_config, remote_python, remote_pre, launch_timeout, shutdown_timeout, transport, launcher, launcher_args, queue_timeout, grace, reconnect_timeout, streams, link_timeout, connection_notices, ssh_client, iopub_backlog, master, master_persist"

@@ -150,6 +150,12 @@ func (p *printer) ssh(k kernelReport) {
 	if s.Settings.LinkTimeout > 0 {
 		p.line("Link Timeout", strconv.Itoa(s.Settings.LinkTimeout)+" s")
 	}
+	if s.Settings.Master != "" {
+		p.line("Master", s.Settings.Master)
+	}
+	if s.Settings.MasterPersist > 0 {
+		p.line("Master Persist", strconv.Itoa(s.Settings.MasterPersist)+" s")
+	}
 	if s.Settings.ConnectionNotices != "" {
 		p.line("Connection Notices", s.Settings.ConnectionNotices)
 	}

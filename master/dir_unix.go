@@ -20,3 +20,6 @@ func privateDir(dir string) error {
 	}
 	return nil
 }
+
+// supported: masters work here.
+const supported = true

@@ -228,33 +228,8 @@ func TestEnsureRaceOneMaster(t *testing.T) {
 	}
 }
 
-// masterPIDs lists this test binary's master processes (ours: their
-// environment holds this test's XDG_RUNTIME_DIR).
-func masterPIDs(t *testing.T) []int {
-	t.Helper()
-	var out []int
-	me, _ := os.Executable()
-	want := "XDG_RUNTIME_DIR=" + os.Getenv("XDG_RUNTIME_DIR")
-	files, _ := filepath.Glob("/proc/[0-9]*/exe")
-	for _, f := range files {
-		exe, err := os.Readlink(f)
-		if err != nil || exe != me {
-			continue
-		}
-		dir := filepath.Dir(f)
-		env, _ := os.ReadFile(filepath.Join(dir, "environ"))
-		stat, _ := os.ReadFile(filepath.Join(dir, "stat"))
-		if i := strings.LastIndexByte(string(stat), ')'); i < 0 || len(stat) < i+3 || stat[i+2] == 'Z' {
-			continue
-		}
-		pid := 0
-		fmt.Sscan(filepath.Base(dir), &pid)
-		if pid != os.Getpid() && strings.Contains("\x00"+string(env)+"\x00", "\x00"+want+"\x00") {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+// masterPIDs lists the masters this test started (its runtime dir's).
+func masterPIDs(t *testing.T) []int { return testbed.Masters(os.Getenv("XDG_RUNTIME_DIR")) }
 
 // A master killed with SIGKILL leaves its socket: the next Ensure finds
 // nothing answers there, takes its place, and logs in again.

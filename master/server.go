@@ -43,25 +43,6 @@ type server struct {
 	wg            sync.WaitGroup
 }
 
-// Info is what `gopyk connect --status` shows of a master (JSON, by the
-// muxGopykStatus request).
-type Info struct {
-	PID       int       `json:"pid"`
-	Alias     string    `json:"alias"`
-	Target    string    `json:"target"` // user@host:port, and the jump hosts
-	Socket    string    `json:"socket"`
-	Started   time.Time `json:"started"`
-	Persist   float64   `json:"persist_seconds"` // < 0: forever
-	Connected bool      `json:"connected"`
-	Since     time.Time `json:"since,omitzero"`       // connected since
-	Dials     int       `json:"dials"`                // connections made, the first included
-	Users     int       `json:"users"`                // control connections and relays in use
-	Sessions  int       `json:"sessions"`             // session channels open on the connection
-	IdleFor   float64   `json:"idle_seconds"`         // 0 while used
-	LastError string    `json:"last_error,omitempty"` // why it is not connected
-	ErrorKind string    `json:"error_kind,omitempty"`
-}
-
 func newServer(ln *net.UnixListener, path string, l *link, persist time.Duration, info Info, log *slog.Logger) *server {
 	return &server{ln: ln, path: path, link: l, log: log, persist: persist, info: info,
 		ctls: map[*net.UnixConn]uint64{}, fwds: map[string]*forward{}, idleSince: time.Now(), stop: make(chan struct{})}

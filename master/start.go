@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -19,22 +18,6 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/gopyk/gopyk/sshconf"
 )
-
-// Options say how Ensure may start a master.
-type Options struct {
-	Alias     string
-	Persist   time.Duration // how long it stays once unused; < 0 until stopped
-	DeadAfter time.Duration
-	// Interactive lets the new master's first dial ask on this process's
-	// terminal (its stderr), as sshconf.Dial would.
-	Interactive bool
-	// Exe is the program to run as the master (default: this one).
-	Exe string
-	Log *slog.Logger
-}
-
-// ErrNoMaster: nothing answers at a socket.
-var ErrNoMaster = errors.New("no master is running")
 
 // Ensure returns the socket of a live master for route: the one that
 // answers there, or a new one started now (which logs in first: its
