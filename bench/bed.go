@@ -33,6 +33,7 @@ type bed struct {
 	slow     *testbed.Link // -latency each way (netem is not available on the test machines)
 	rate     *testbed.Link // floodRate each way
 	home     string        // HOME and Jupyter dirs of the local side
+	runtime  string        // XDG_RUNTIME_DIR: where gopyk's masters listen
 	env      []string
 	fastSpec string
 	slowSpec string
@@ -88,8 +89,16 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string, on
 		return nil, err
 	}
 	b := &bed{bin: bin, sshd: sshd, home: home, fastSpec: "gpk_bench", slowSpec: "gpk_bench_slow", sessionSpec: "gpk_bench_session", rateSpec: "gpk_bench_rate"}
+	// gopyk's masters under the bench's own runtime dir (short: socket
+	// paths), stopped at the end.
+	if b.runtime, err = os.MkdirTemp("", "gpkb"); err != nil {
+		sshd.Stop()
+		os.RemoveAll(home)
+		return nil, err
+	}
 	b.env = append(os.Environ(),
 		"HOME="+home,
+		"XDG_RUNTIME_DIR="+b.runtime,
 		"JUPYTER_DATA_DIR="+filepath.Join(home, "data"),
 		"JUPYTER_RUNTIME_DIR="+filepath.Join(home, "runtime"),
 		"JUPYTER_CONFIG_DIR="+filepath.Join(home, "config"),
@@ -182,6 +191,8 @@ func (b *bed) close() {
 	for _, p := range procs {
 		p.kill()
 	}
+	testbed.StopMasters(b.runtime)
+	os.RemoveAll(b.runtime)
 	for _, m := range b.masters {
 		m.Stop()
 	}

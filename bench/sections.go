@@ -40,6 +40,10 @@ type results struct {
 	floodLocal, floodGopyk            flood // gopyk behind a 20 MB/s link
 	floodLauncherPeak, floodSuperPeak int   // kB, of a gopyk-kernel and supervisor started for the flood
 
+	// The hand kernel through OpenSSH's ControlMaster (ssh -M, ssh -S -O
+	// forward -L: sshpyk's path), and through gopyk's master the same way.
+	rtCM, rtGopykMaster []time.Duration
+
 	scaleGopyk, scaleLocal scale
 
 	rtt                time.Duration
@@ -195,15 +199,37 @@ func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk, sk *ker
 		defer c.Close()
 		clients = append(clients, c)
 	}
+	// sshpyk's path: an OpenSSH ControlMaster and ssh -O forward -L; and
+	// the same forwards through gopyk's master, to weigh its relay.
+	cm, err := b.controlMaster(ctx, b.sshd.ConfigFile, b.sshd.Alias)
+	if err != nil {
+		return err
+	}
+	cmc, err := b.masterForward(ctx, h, cm, b.sshd.Alias)
+	if err != nil {
+		return fmt.Errorf("OpenSSH ControlMaster: %w", err)
+	}
+	defer cmc.Close()
+	gm, err := b.gopykMaster(ctx, b.sshd.ConfigFile, b.sshd.Alias)
+	if err != nil {
+		return err
+	}
+	gmc, err := b.masterForward(ctx, h, gm, b.sshd.Alias)
+	if err != nil {
+		return fmt.Errorf("gopyk's master: %w", err)
+	}
+	defer gmc.Close()
+	clients = append(clients, cmc, gmc)
 	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, clients...)
 	if err != nil {
-		return fmt.Errorf("round trips (local, gopyk, gopyk session, then the ssh modes in order): %w", err)
+		return fmt.Errorf("round trips (local, gopyk, gopyk session, the ssh modes in order, ControlMaster, gopyk's master): %w", err)
 	}
 	r.rtLocal, r.rtGopyk, r.rtSession = rts[0], rts[1], rts[2]
 	r.rtSSH = map[string][]time.Duration{}
 	for i, m := range modes {
 		r.rtSSH[m.name] = rts[3+i]
 	}
+	r.rtCM, r.rtGopykMaster = rts[3+len(modes)], rts[4+len(modes)]
 	return nil
 }
 

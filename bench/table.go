@@ -85,6 +85,10 @@ func (r *results) markdown() string {
 		r.opts.roundTrips, medP99(r.rtLocal), medP99(r.rtGopyk), ratio, strings.Join(ssh, "; "),
 		verdict(lrt > 0 && grt > 0, float64(grt) <= 1.1*float64(lrt)))
 
+	if cm := median(r.rtCM); cm > 0 && grt > 0 {
+		w("| execute round trip beside sshpyk's path: OpenSSH ControlMaster (`ssh -M`, `ssh -S … -O forward -L` to a kernel started by hand; median / p99 of %d) | %s | %s | ControlMaster: %s; the same forwards through gopyk's master: %s (%+.3f ms vs ControlMaster) | gopyk ≤ ControlMaster | %s | |",
+			r.opts.roundTrips, medP99(r.rtLocal), medP99(r.rtGopyk), medP99(r.rtCM), medP99(r.rtGopykMaster), ms(median(r.rtGopykMaster))-ms(cm), verdict(true, grt <= cm))
+	}
 	lt, gt := medianF(r.tpLocal), medianF(r.tpGopyk)
 	tpRatio := ""
 	if lt > 0 && gt > 0 {

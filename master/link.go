@@ -154,7 +154,27 @@ func (l *link) dialOnce(done chan struct{}) {
 	l.dials++
 	l.log.Info("connected", "generation", l.gen, "took", time.Since(t0).Round(time.Millisecond))
 	go l.watch(c, l.gen)
-	go l.refill(c, l.gen)
+	go l.nodelay(c, l.gen)
+}
+
+// nodelay runs one command on a new connection: sshd turns Nagle off on
+// a connection only once a session runs a command, and until then every
+// forwarded round trip waits ~40 ms for a delayed ACK. Then the spare
+// session is opened.
+func (l *link) nodelay(c *sshconf.Client, gen uint64) {
+	defer l.refill(c, gen)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := l.session(ctx, c, gen)
+	if err != nil {
+		return
+	}
+	_, _ = s.ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{"exit 0"}))
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		s.ch.Close()
+	}
 }
 
 // watch turns the end of connection gen into its loss.
