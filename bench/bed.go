@@ -41,6 +41,9 @@ type bed struct {
 	// sessionSpec is fastSpec with streams session: every stream over one
 	// exec session (the path for servers that refuse forwarding).
 	sessionSpec string
+	// directSpec and slowDirectSpec: master off, each kernel dials its own
+	// connection (gopyk before the master), for the launches beside.
+	directSpec, slowDirectSpec string
 	// baseSpec and baseSlowSpec are fastSpec and slowSpec added by the
 	// -baseline-bin build ("" without one).
 	baseSpec, baseSlowSpec string
@@ -139,9 +142,14 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string, on
 		name, alias, cfg, streams, bin string
 		extra                          []string
 	}
+	b.directSpec, b.slowDirectSpec = "gpk_bench_direct", "gpk_bench_slow_direct"
+	// direct: today's per-kernel connection, without gopyk's master.
+	direct := []string{"--master", "off"}
 	specs := []spec{
 		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, nil},
 		{b.slowSpec, b.slow.Alias, b.slow.ConfigFile, "auto", bin, nil},
+		{b.directSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, direct},
+		{b.slowDirectSpec, b.slow.Alias, b.slow.ConfigFile, "auto", bin, direct},
 		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin, nil},
 		{b.rateSpec, b.rate.Alias, b.rate.ConfigFile, "auto", bin, []string{"--transport", "tcp"}},
 		{b.masterSpec, sshd.Alias, masterCfg, "auto", bin, nil},

@@ -29,6 +29,9 @@ type launches struct {
 type series struct {
 	spec, coldDir string
 	out           *launches
+	// noMaster: the host's gopyk master is stopped before each launch,
+	// which then starts one and logs in (a first launch).
+	noMaster bool
 }
 
 // runLaunches runs n launches of every series, interleaved (a, b, c, a, b,
@@ -39,15 +42,27 @@ func (b *bed) runLaunches(ctx context.Context, n int, ss ...series) error {
 	if err := os.WriteFile(script, launchPy, 0o644); err != nil {
 		return err
 	}
-	var plan [][2]string
+	type step struct {
+		spec, cold string
+		pre        []string
+	}
+	var plan []step
 	var owner []*launches
 	for range n {
 		for _, s := range ss {
-			plan = append(plan, [2]string{s.spec, s.coldDir})
+			st := step{spec: s.spec, cold: s.coldDir}
+			if s.noMaster {
+				st.pre = []string{filepath.Join(b.bin, "gopyk"), "connect", "--stop", "--kernel-name", s.spec}
+			}
+			plan = append(plan, st)
 			owner = append(owner, s.out)
 		}
 	}
-	planJSON, _ := json.Marshal(plan)
+	rows := make([][3]any, len(plan))
+	for i, st := range plan {
+		rows[i] = [3]any{st.spec, st.cold, st.pre}
+	}
+	planJSON, _ := json.Marshal(rows)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(len(plan))*60*time.Second)
 	defer cancel()
 	c := exec.CommandContext(ctx, python, script, string(planJSON))
@@ -77,7 +92,7 @@ func (b *bed) runLaunches(ctx context.Context, n int, ss ...series) error {
 			return fmt.Errorf("launch driver printed %q: %v", line, jerr)
 		}
 		if r.Error != "" {
-			return fmt.Errorf("launch %d (%s): %s; stderr: %s", r.I+1, plan[r.I][0], r.Error, tail(stderr.String()))
+			return fmt.Errorf("launch %d (%s): %s; stderr: %s", r.I+1, plan[r.I].spec, r.Error, tail(stderr.String()))
 		}
 		o := owner[r.I]
 		o.launch = append(o.launch, secs(r.Launch))

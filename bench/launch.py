@@ -1,11 +1,12 @@
 """Launch kernel specs the way Jupyter does and print one JSON line per
 launch: KernelManager.start_kernel() until wait_for_ready() (a
 kernel_info_reply and a message on iopub), then a graceful shutdown.
-Usage: launch.py PLAN_JSON, a list of [spec, dir_to_delete_first_or_empty]
-run in order (the Go side interleaves the series, so load drifts on a busy
+Usage: launch.py PLAN_JSON, a list of [spec, dir_to_delete_first_or_empty,
+argv_to_run_first_or_empty] run in order (the Go side interleaves the series, so load drifts on a busy
 machine hit every series alike)."""
 import json
 import shutil
+import subprocess
 import sys
 import time
 
@@ -14,9 +15,11 @@ from jupyter_client import KernelManager
 
 def main():
     plan = json.loads(sys.argv[1])
-    for i, (name, cold) in enumerate(plan):
+    for i, (name, cold, pre) in enumerate(plan):
         if cold:
             shutil.rmtree(cold, ignore_errors=True)
+        if pre:
+            subprocess.run(pre, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         km = KernelManager(kernel_name=name)
         t0 = time.perf_counter()
         km.start_kernel()

@@ -22,9 +22,10 @@ type results struct {
 
 	cyc cycles
 
-	local, cold, warm  launches
-	baseCold, baseWarm launches // the -baseline-bin build, interleaved with cold and warm
-	master, openssh    launches // repeated launches through a user's OpenSSH master, and with --ssh-client openssh
+	local, cold, warm      launches
+	directCold, directWarm launches // master off
+	baseCold, baseWarm     launches // the -baseline-bin build, interleaved with cold and warm
+	master, openssh        launches // repeated launches through a user's OpenSSH master, and with --ssh-client openssh
 
 	rtLocal, rtGopyk []time.Duration
 	tpLocal, tpGopyk []float64
@@ -48,7 +49,9 @@ type results struct {
 
 	rtt                time.Duration
 	slowLocal          launches // the local kernel again, interleaved with the slow launches
-	slowCold, slowWarm launches
+	slowCold, slowWarm launches // through gopyk's master: the first launch (no master, no cached launcher), then with a live master
+	slowDirectCold     launches // master off: each kernel dials its own connection, as before the master
+	slowDirectWarm     launches
 	baseSlowCold       launches // the -baseline-bin build at rtt, interleaved with the above
 	baseSlowWarm       launches
 	slowMaster         launches
@@ -72,16 +75,18 @@ func benchCycles(ctx context.Context, b *bed, r *results) error {
 func benchLaunches(ctx context.Context, b *bed, r *results) error {
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
 	ss := []series{
-		{"python3", "", &r.local},
-		{b.fastSpec, cold, &r.cold},
-		{b.fastSpec, "", &r.warm},
-		{b.masterSpec, "", &r.master},
-		{b.opensshSpec, "", &r.openssh},
+		{spec: "python3", out: &r.local},
+		{spec: b.fastSpec, coldDir: cold, out: &r.cold, noMaster: true},
+		{spec: b.fastSpec, out: &r.warm},
+		{spec: b.directSpec, coldDir: cold, out: &r.directCold},
+		{spec: b.directSpec, out: &r.directWarm},
+		{spec: b.masterSpec, out: &r.master},
+		{spec: b.opensshSpec, out: &r.openssh},
 	}
 	if b.baseSpec != "" {
 		// Each build's repeated launch follows its own cold one (which
 		// deleted the other build's cache).
-		ss = append(ss, series{b.baseSpec, cold, &r.baseCold}, series{b.baseSpec, "", &r.baseWarm})
+		ss = append(ss, series{spec: b.baseSpec, coldDir: cold, out: &r.baseCold}, series{spec: b.baseSpec, out: &r.baseWarm})
 	}
 	err := b.runLaunches(ctx, r.opts.launches, ss...)
 	return errors.Join(err, b.waitNoRemote(15*time.Second))
@@ -239,14 +244,16 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 	var err error
 	cold := filepath.Join(b.sshd.Home, ".gopyk")
 	ss := []series{
-		{"python3", "", &r.slowLocal},
-		{b.slowSpec, cold, &r.slowCold},
-		{b.slowSpec, "", &r.slowWarm},
-		{b.slowMasterSpec, "", &r.slowMaster},
-		{b.slowOpensshSpec, "", &r.slowOpenSSH},
+		{spec: "python3", out: &r.slowLocal},
+		{spec: b.slowSpec, coldDir: cold, out: &r.slowCold, noMaster: true},
+		{spec: b.slowSpec, out: &r.slowWarm},
+		{spec: b.slowDirectSpec, coldDir: cold, out: &r.slowDirectCold},
+		{spec: b.slowDirectSpec, out: &r.slowDirectWarm},
+		{spec: b.slowMasterSpec, out: &r.slowMaster},
+		{spec: b.slowOpensshSpec, out: &r.slowOpenSSH},
 	}
 	if b.baseSlowSpec != "" {
-		ss = append(ss, series{b.baseSlowSpec, cold, &r.baseSlowCold}, series{b.baseSlowSpec, "", &r.baseSlowWarm})
+		ss = append(ss, series{spec: b.baseSlowSpec, coldDir: cold, out: &r.baseSlowCold}, series{spec: b.baseSlowSpec, out: &r.baseSlowWarm})
 	}
 	if err := b.runLaunches(ctx, r.opts.launches, ss...); err != nil {
 		errs = append(errs, err)

@@ -244,6 +244,9 @@ func cmdlinesWith(s string) []string {
 func TestWSJupyterConsole(t *testing.T) {
 	e, g := newWSEnv(t, "Token")
 	e.vars = append(e.vars, "GOPYK_WS_E2E=1")
+	// The kernel's own connection, dialled in-process by gopyk-kernel and
+	// gone with it (a master dials the same way, and outlives it).
+	e.gopyk("edit", "--kernel-name", e.spec, "--master", "off")
 	// -vvv on both the launcher and the proxy: the token must still not show.
 	cf := filepath.Join(e.home, "kernel-ws.json")
 	k := e.start(filepath.Join(binDir, "gopyk-kernel"), "-vvv", "--kernel", e.spec, "--connection-file", cf)

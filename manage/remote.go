@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/master"
 	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/sshconf"
 	"github.com/gopyk/gopyk/transport"
@@ -46,7 +47,8 @@ func (rc *remoteChecker) conn(ctx context.Context, g kernelspec.Gopyk, route ssh
 	hc.once.Do(func() {
 		t := time.Now()
 		// Asks on the terminal when there is one, as ssh would.
-		hc.c, hc.err = transport.Dial(ctx, route, transport.Options{Client: g.SSHClient, ConfigFile: g.SSHConfig, Interactive: true})
+		hc.c, hc.err = transport.Dial(ctx, route, transport.Options{Client: g.SSHClient, ConfigFile: g.SSHConfig, Interactive: true,
+			Master: master.Enabled(g), MasterPersist: master.Persist(g, route.Target())})
 		hc.took = time.Since(t)
 	})
 	return hc

@@ -14,9 +14,13 @@ type Options struct {
 	// Interactive lets the new master's first dial ask on this process's
 	// terminal (its stderr), as sshconf.Dial would.
 	Interactive bool
-	// Exe is the program to run as the master (default: this one).
+	// Exe is the program to run as the master (default: this one, when
+	// it is gopyk or gopyk-kernel).
 	Exe string
 	Log *slog.Logger
+	// LogLevel of the master's log (beside its socket): debug when its
+	// starter logs at debug.
+	LogLevel slog.Level
 }
 
 // ErrNoMaster: nothing answers at a socket.

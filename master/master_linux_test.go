@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopyk/gopyk/openssh"
 	"github.com/gopyk/gopyk/sshconf"
 	"github.com/gopyk/gopyk/testbed"
+	"golang.org/x/crypto/ssh"
 )
 
 // The test binary is also the master Ensure starts (os.Executable).
@@ -24,6 +26,15 @@ func TestMain(m *testing.M) {
 		os.Exit(Main())
 	}
 	os.Exit(m.Run())
+}
+
+// testExe is this test binary, which runs Main when started as a master.
+func testExe(t *testing.T) string {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
 
 // bed is a test sshd and a master for it, with XDG_RUNTIME_DIR private to
@@ -62,6 +73,7 @@ func (b *bed) ensure(t *testing.T, o Options) string {
 	if o.Alias == "" {
 		o.Alias = b.sshd.Alias
 	}
+	o.Exe = testExe(t)
 	path, err := Ensure(ctx(t, 60*time.Second), b.route, o)
 	if err != nil {
 		t.Fatalf("Ensure: %v", err)
@@ -197,7 +209,7 @@ func TestEnsureRaceOneMaster(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			p, err := Ensure(ctx(t, 60*time.Second), b.route, Options{Alias: b.sshd.Alias, Persist: time.Minute})
+			p, err := Ensure(ctx(t, 60*time.Second), b.route, Options{Alias: b.sshd.Alias, Persist: time.Minute, Exe: testExe(t)})
 			paths <- p
 			errs <- err
 		}()
@@ -345,7 +357,7 @@ func TestRedialAfterDrop(t *testing.T) {
 func TestFirstDialFailure(t *testing.T) {
 	b := newBed(t, testbed.Options{IsolateHome: true})
 	os.WriteFile(b.sshd.AuthorizedKeys, nil, 0o600) // no key works now
-	_, err := Ensure(ctx(t, 60*time.Second), b.route, Options{Alias: b.sshd.Alias, Persist: time.Minute})
+	_, err := Ensure(ctx(t, 60*time.Second), b.route, Options{Alias: b.sshd.Alias, Persist: time.Minute, Exe: testExe(t)})
 	if !errors.Is(err, sshconf.ErrAuth) || !strings.Contains(err.Error(), b.sshd.Alias) {
 		t.Fatalf("Ensure with no usable key: %v; want ErrAuth naming the host", err)
 	}
@@ -353,5 +365,48 @@ func TestFirstDialFailure(t *testing.T) {
 	path, _ := SocketPath(b.route)
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("socket left after a failed start: %v", err)
+	}
+}
+
+// A stream to a unix socket on the server through the master, as gopyk's
+// client opens them (MUX_C_NEW_STDIO_FWD with a socketpair), and the
+// server's refusal of one passed back with its reason.
+func TestStreamThroughMaster(t *testing.T) {
+	b := newBed(t, testbed.Options{IsolateHome: true})
+	sock := b.ensure(t, Options{Persist: time.Minute})
+	remote := filepath.Join(b.sshd.Home, "echo2.sock")
+	srv := exec.Command("ssh", "-F", "/dev/null", "-S", sock, "x",
+		"exec python3 -c 'import socket,os,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(5)\nprint(\"up\",flush=True)\nwhile True:\n c,_=s.accept()\n c.sendall(c.recv(100).upper())\n c.close()' "+remote)
+	stdout, _ := srv.StdoutPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	line := make([]byte, 3)
+	if _, err := io.ReadFull(stdout, line); err != nil {
+		t.Fatal(err)
+	}
+	m, err := openssh.Connect(ctx(t, 5*time.Second), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := range 3 {
+		c, err := m.Stream(ctx(t, 10*time.Second), remote)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		c.Write([]byte("stream"))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if string(got) != "STREAM" {
+			t.Fatalf("stream %d: %q, %v", i, got, err)
+		}
+	}
+	_, err = m.Stream(ctx(t, 10*time.Second), filepath.Join(b.sshd.Home, "nothing.sock"))
+	var re *openssh.ReplyError
+	var oce *ssh.OpenChannelError
+	if !errors.As(err, &re) || !errors.As(ParseFailure(re.Reason), &oce) || oce.Reason != ssh.ConnectionFailed {
+		t.Fatalf("stream to nothing: %v; want the server's connect failed", err)
 	}
 }

@@ -23,3 +23,6 @@ func Dir() (string, error)                         { return "", ErrUnsupported }
 func Status(context.Context, string) (Info, error) { return Info{}, ErrUnsupported }
 func Stop(context.Context, string) error           { return ErrUnsupported }
 func ParseFailure(reason string) error             { return errors.New(reason) }
+
+// ErrNotGopyk as on Unix (never returned here).
+var ErrNotGopyk = errors.New("this program is not gopyk or gopyk-kernel")

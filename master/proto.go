@@ -33,8 +33,9 @@ const (
 
 	// gopyk's own requests, numbered apart from OpenSSH's: an OpenSSH
 	// master answers them with MUX_S_FAILURE.
-	muxGopykStatus = 0x10000100 // → muxGopykInfo: the master's state as JSON
-	muxGopykInfo   = 0x80000100
+	muxGopykStatus  = 0x10000100 // → muxGopykInfo: the master's state as JSON
+	muxGopykInfo    = 0x80000100
+	muxGopykConnect = 0x10000101 // → MUX_S_OK once connected, or the dial's failure
 
 	muxVersion      = 4
 	muxFwdLocal     = 1

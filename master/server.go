@@ -240,6 +240,15 @@ func (s *server) control(c *net.UnixConn) {
 		case muxGopykStatus:
 			b, _ := json.Marshal(s.status())
 			reply = newPacket(muxGopykInfo).u32(rid).str(string(b)).frame()
+		case muxGopykConnect:
+			ctx, cancel := s.untilClosed(c)
+			_, _, why := s.connFor(ctx, c)
+			cancel()
+			if why != "" {
+				reply = failure(rid, why)
+			} else {
+				reply = newPacket(muxOK).u32(rid).frame()
+			}
 		case muxOpenFwd, muxCloseFwd:
 			reply = s.forwardRequest(typ, rid, f)
 		case muxNewSession:
@@ -458,9 +467,10 @@ func (s *server) stdioForward(c *net.UnixConn, rid uint32, f *fields) {
 		_, _ = c.Write(failure(rid, "did not receive file descriptors: "+err.Error()))
 		return
 	}
-	in, out := os.NewFile(uintptr(fds[0]), "mux-stdio-in"), os.NewFile(uintptr(fds[1]), "mux-stdio-out")
+	// Non-blocking before NewFile, so the files use the runtime's poller.
 	_ = unix.SetNonblock(fds[0], true)
 	_ = unix.SetNonblock(fds[1], true)
+	in, out := os.NewFile(uintptr(fds[0]), "mux-stdio-in"), os.NewFile(uintptr(fds[1]), "mux-stdio-out")
 	defer in.Close()
 	defer out.Close()
 	done := s.use()
@@ -481,16 +491,11 @@ func (s *server) stdioForward(c *net.UnixConn, rid uint32, f *fields) {
 	if _, err := c.Write(newPacket(muxSessionOpened).u32(rid).u32(rid).frame()); err != nil {
 		return
 	}
-	ended := make(chan struct{})
-	go func() {
-		var b [1]byte
-		_, _ = c.Read(b[:]) // the client left
-		rc.Close()
-		close(ended)
-	}()
+	// The stream ends with its bytes, not with the control connection: a
+	// client that closes its socket and exits (or closes the control
+	// connection first) still has its last bytes delivered (a relay's
+	// end-of-stream frame) before the channel closes.
 	relay(rc, in, out)
-	c.Close()
-	<-ended
 }
 
 // dialRemote opens a channel to host:port, or to the unix socket host when

@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,16 +51,40 @@ func Ensure(ctx context.Context, route sshconf.Route, o Options) (string, error)
 	return path, start(ctx, route, path, o)
 }
 
+// ErrNotGopyk: a master is started by running gopyk or gopyk-kernel
+// again; another program (a test binary using the packages) must name one
+// (Options.Exe), or dial on its own.
+var ErrNotGopyk = errors.New("this program is not gopyk or gopyk-kernel, which a master runs as")
+
+// masterExe is the program a master runs as: Options.Exe, or this program
+// when it is gopyk or gopyk-kernel (whose mains run Main for IsMaster). Any
+// other program would run its own main again, which for a test binary
+// means its tests, each starting masters of its own.
+func masterExe(o Options) (string, error) {
+	if os.Getenv(envMaster) == "1" {
+		return "", errors.New("a master's own program tried to start another master: it does not run master.Main")
+	}
+	if o.Exe != "" {
+		return o.Exe, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	switch strings.TrimSuffix(filepath.Base(exe), ".exe") {
+	case "gopyk", "gopyk-kernel":
+		return exe, nil
+	}
+	return "", fmt.Errorf("%s: %w", exe, ErrNotGopyk)
+}
+
 // start runs a new master for route at path and waits for its first dial.
 func start(ctx context.Context, route sshconf.Route, path string, o Options) error {
-	exe := o.Exe
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("start a master: %w", err)
-		}
+	exe, err := masterExe(o)
+	if err != nil {
+		return fmt.Errorf("start a master: %w", err)
 	}
-	cfg := Config{Alias: o.Alias, Route: route, Socket: path, Persist: o.Persist, DeadAfter: o.DeadAfter, Interactive: o.Interactive}
+	cfg := Config{Alias: o.Alias, Route: route, Socket: path, Persist: o.Persist, DeadAfter: o.DeadAfter, Interactive: o.Interactive, LogLevel: o.LogLevel}
 	body, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -226,6 +252,27 @@ func Status(ctx context.Context, path string) (Info, error) {
 		return Info{}, fmt.Errorf("master status: %w", err)
 	}
 	return in, nil
+}
+
+// Connect has the master at path connect, or wait for its dial in
+// progress: nil once it is connected, else the dial's failure with its
+// sshconf kind (errors.Is), as sshconf.Dial would have failed.
+func Connect(ctx context.Context, path string) error {
+	c, err := dialControl(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	} else {
+		_ = c.SetDeadline(time.Time{}) // a dial has deadlines of its own
+	}
+	typ, _, err := c.request(muxGopykConnect)
+	if err == nil && typ != muxOK {
+		err = fmt.Errorf("unexpected reply %#x", typ)
+	}
+	return err
 }
 
 // Stop asks the master at path to exit now (its clients reconnect, and

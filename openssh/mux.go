@@ -598,3 +598,92 @@ func (s *Session) Close() error {
 	})
 	return nil
 }
+
+// muxNewStdioFwd asks for a stdio forward (ssh -W).
+const muxNewStdioFwd = 0x10000008
+
+// Stream opens a stream to the unix socket remote on the server through
+// the master (MUX_C_NEW_STDIO_FWD, as `ssh -W path`: OpenSSH 9.4 and
+// gopyk's own master): one control connection per stream, its bytes
+// through a socketpair whose other end the master holds. It returns once
+// the server opened the channel; a refusal is the master's *ReplyError.
+func (m *Master) Stream(ctx context.Context, remote string) (net.Conn, error) {
+	var fds [2]int
+	syscall.ForkLock.RLock()
+	err := unixSocketpair(&fds)
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "mux-stream")
+	theirs := fds[1]
+	c, err := dial(ctx, m.path)
+	if err != nil {
+		ours.Close()
+		unix.Close(theirs)
+		return nil, err
+	}
+	stop := c.within(ctx)
+	err = c.send(newMsg(muxNewStdioFwd).request(c).str("").str(remote).u32(portStreamLocal))
+	for range 2 { // its stdin and its stdout: one socket
+		if err == nil {
+			err = c.sendFD(theirs)
+		}
+	}
+	unix.Close(theirs)
+	if err == nil {
+		_, err = c.reply(c.lastRequest(), muxSessionOpened)
+	}
+	stop()
+	if err != nil {
+		c.close()
+		ours.Close()
+		var re *ReplyError
+		if !errors.As(err, &re) && ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("master at %s: stream to %s: %w", m.path, remote, err)
+	}
+	_ = unix.SetNonblock(int(ours.Fd()), true)
+	nc, err := net.FileConn(ours)
+	ours.Close() // FileConn dup'ed it
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	return &stream{Conn: nc, ctl: c}, nil
+}
+
+// stream is a Stream's socket and its control connection.
+type stream struct {
+	net.Conn
+	ctl  *ctl
+	once sync.Once
+}
+
+// Close closes the socket: the master passes the end on, after what it
+// still holds of ours, and closes the control connection once the
+// channel is done. Closing that first would abort the channel and lose
+// the last bytes (a relay's end-of-stream frame); it is closed here only
+// when the master has not after streamCloseWait.
+func (s *stream) Close() error {
+	err := s.Conn.Close()
+	s.once.Do(func() {
+		go func() {
+			_ = s.ctl.c.SetReadDeadline(time.Now().Add(streamCloseWait))
+			_, _ = io.Copy(io.Discard, s.ctl.c)
+			s.ctl.close()
+		}()
+	})
+	return err
+}
+
+const streamCloseWait = 30 * time.Second
+
+// CloseWrite sends EOF on the stream; the master passes it on.
+func (s *stream) CloseWrite() error {
+	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

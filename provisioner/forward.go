@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+
+	"github.com/gopyk/gopyk/provisioner/remote"
 )
 
 // channelNames are the five kernel channels in connection-file order.
@@ -22,6 +24,8 @@ type forwarder struct {
 	ready   func(ctx context.Context) error // waits for a live SSH connection
 	tap     func(channel string, lc net.Conn) tap
 	log     *slog.Logger
+	// zmtp: answer each client's ZMTP handshake here (zmtpFront).
+	zmtp bool
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // one per running stream, until it ends
@@ -84,7 +88,32 @@ func (f *forwarder) pipe(ctx context.Context, lc net.Conn) {
 	if f.tap != nil {
 		t = f.tap(f.channel, lc)
 	}
-	newRelayStream(lc, f.channel, f.open, f.log, t).run(ctx)
+	var mode string
+	var early []byte
+	if f.zmtp {
+		toClient := func(p []byte) error { _, err := lc.Write(p); return err }
+		if t != nil {
+			toClient = t.toClient
+		}
+		var read []byte
+		var err error
+		mode, read, err = zmtpFront(lc, f.channel, toClient)
+		if t != nil && len(read) > 0 {
+			t.fromClient(read)
+		}
+		if err != nil {
+			f.log.Debug("forward: client handshake", "channel", f.channel, "err", err)
+			if t != nil {
+				t.ended()
+			}
+			lc.Close()
+			return
+		}
+		if mode == remote.ZMTPStrip10 {
+			early = read
+		}
+	}
+	newRelayStream(lc, f.channel, f.open, f.log, t, mode, early).run(ctx)
 }
 
 func (f *forwarder) track(c net.Conn) bool {

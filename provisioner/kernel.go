@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gopyk/gopyk/kernelspec"
+	"github.com/gopyk/gopyk/master"
 	"github.com/gopyk/gopyk/provisioner/remote"
 	"github.com/gopyk/gopyk/sshconf"
 	"github.com/gopyk/gopyk/transport"
@@ -96,6 +97,7 @@ func newKernel(ctx context.Context, cfg Config) (*kernel, error) {
 			return nil, err
 		}
 		k.fwd[i] = newForwarder(name, ln, k.openRelay, k.waitUp, k.notes.tap, log)
+		k.fwd[i].zmtp = true
 	}
 	// Ports that were 0 are now chosen: clients must learn them.
 	k.cfg.Local.ShellPort, k.cfg.Local.IOPubPort, k.cfg.Local.StdinPort = k.fwd[0].port(), k.fwd[1].port(), k.fwd[2].port()
@@ -270,12 +272,13 @@ func (r linkResult) close() {
 // to the supervisor needs. The link and the lease do not wait for the
 // launcher: they start as soon as the control socket is known (control, or
 // when a launch says it bound it), each a round trip or two that the
-// launcher's run hides. early, when not nil, gets the link as soon as it
-// reached the supervisor. A launch that fails after the supervisor started
-// stops it.
+// launcher's run hides. early, when not nil, gets the link as soon as the
+// supervisor granted the lease. A launch that fails after the supervisor
+// started stops it.
 func (k *kernel) connect(ctx context.Context, p remote.Params, control string, interactive bool, early func(transport.Conn, Link, *remote.Reply)) (transport.Conn, Link, *remote.Reply, *remote.Lease, error) {
 	g := k.cfg.Gopyk
-	c, err := transport.Dial(ctx, k.route, transport.Options{Client: g.SSHClient, ConfigFile: g.SSHConfig, Interactive: interactive, Log: k.log, DeadAfter: k.linkTimeout()})
+	c, err := transport.Dial(ctx, k.route, transport.Options{Client: g.SSHClient, ConfigFile: g.SSHConfig, Interactive: interactive, Log: k.log, DeadAfter: k.linkTimeout(),
+		Master: master.Enabled(g), MasterPersist: master.Persist(g, k.route.Target())})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -287,11 +290,12 @@ func (k *kernel) connect(ctx context.Context, p remote.Params, control string, i
 			started = true
 			pre := &remote.Reply{Control: control, RunDir: runDir}
 			go func() {
-				var reached func(Link)
-				if early != nil {
-					reached = func(l Link) { early(c, l, pre) }
+				link, lease, err := k.openLink(ctx, c, control)
+				if err == nil && early != nil {
+					// Only a granted lease proves the path: through an
+					// OpenSSH master a refused forward shows only then.
+					early(c, link, pre)
 				}
-				link, lease, err := k.openLink(ctx, c, control, reached)
 				links <- linkResult{link, lease, err}
 			}()
 		})
@@ -332,10 +336,8 @@ func (k *kernel) connect(ctx context.Context, p remote.Params, control string, i
 
 // openLink opens the path to the supervisor the spec asks for (streams),
 // and takes a lease through it. Auto tries the forward first; when the
-// server refuses it, one exec session carries everything instead. reached,
-// when not nil, is called with the link once a connection to the
-// supervisor went through it (before the lease is granted).
-func (k *kernel) openLink(ctx context.Context, c transport.Conn, control string, reached func(Link)) (Link, *remote.Lease, error) {
+// server refuses it, one exec session carries everything instead.
+func (k *kernel) openLink(ctx context.Context, c transport.Conn, control string) (Link, *remote.Lease, error) {
 	g := k.cfg.Gopyk
 	k.mu.Lock()
 	refused := k.refused
@@ -343,7 +345,7 @@ func (k *kernel) openLink(ctx context.Context, c transport.Conn, control string,
 	fellBack := false
 	if g.Streams != kernelspec.StreamsSession && !(refused && g.Streams != kernelspec.StreamsForward) {
 		fl := ForwardLink(c)
-		l, err := k.takeLease(ctx, fl, control, reached)
+		l, err := k.takeLease(ctx, fl, control)
 		if err == nil {
 			return fl, l, nil
 		}
@@ -361,7 +363,7 @@ func (k *kernel) openLink(ctx context.Context, c transport.Conn, control string,
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", g.SSHHostAlias, err)
 	}
-	l, err := k.takeLease(ctx, sl, control, reached)
+	l, err := k.takeLease(ctx, sl, control)
 	if err != nil {
 		sl.Close()
 		return nil, nil, err
@@ -423,16 +425,8 @@ func (k *kernel) exec(ctx context.Context, c transport.Conn, p remote.Params) (*
 // seconds) from one whose link went silent first (a network drop: grace).
 const leasePing = 5 * time.Second
 
-// takeLease takes a lease through link; reached (may be nil) is called once
-// its connection got through, before the supervisor answers.
-func (k *kernel) takeLease(ctx context.Context, link Link, control string, reached func(Link)) (*remote.Lease, error) {
-	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) {
-		conn, err := k.dialControl(ctx, link, control)
-		if err == nil && reached != nil {
-			reached(link)
-		}
-		return conn, err
-	})
+func (k *kernel) takeLease(ctx context.Context, link Link, control string) (*remote.Lease, error) {
+	ctl := remote.NewControl(func(ctx context.Context) (net.Conn, error) { return k.dialControl(ctx, link, control) })
 	lease, err := ctl.Lease(ctx, leasePing)
 	if err != nil {
 		return nil, fmt.Errorf("take a lease on the remote kernel: %w", err)

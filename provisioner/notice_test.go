@@ -3,7 +3,6 @@ package provisioner
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -30,12 +29,6 @@ func zmtpCmd(name string, data []byte) []byte {
 	body := append([]byte{byte(len(name))}, name...)
 	body = append(body, data...)
 	return append([]byte{zmtpCommand, byte(len(body))}, body...)
-}
-
-func zmtpReady(socketType string) []byte {
-	prop := append([]byte{11}, "Socket-Type"...)
-	prop = binary.BigEndian.AppendUint32(prop, uint32(len(socketType)))
-	return zmtpCmd("READY", append(prop, socketType...))
 }
 
 // jmsg is a Jupyter message's frames, signed by s.

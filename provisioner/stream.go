@@ -37,7 +37,8 @@ type relayStream struct {
 	channel string
 	open    openFunc
 	log     *slog.Logger
-	tap     tap // nil: bytes pass untouched
+	tap     tap    // nil: bytes pass untouched
+	zmtp    string // how the relay treats the kernel's handshake (see zmtpFront)
 
 	mu   sync.Mutex
 	more *sync.Cond // buf shrank, or the stream ended
@@ -52,9 +53,12 @@ type relayStream struct {
 	fin  bool // the client closed and the relay was sent F: wait for its F
 }
 
-func newRelayStream(lc net.Conn, channel string, open openFunc, log *slog.Logger, t tap) *relayStream {
-	s := &relayStream{lc: lc, channel: channel, open: open, log: log, tap: t}
+// newRelayStream: zmtp and early are zmtpFront's mode and, in its
+// strip10 mode, the first bytes of the stream, already read from lc.
+func newRelayStream(lc net.Conn, channel string, open openFunc, log *slog.Logger, t tap, zmtp string, early []byte) *relayStream {
+	s := &relayStream{lc: lc, channel: channel, open: open, log: log, tap: t, zmtp: zmtp}
 	s.more = sync.NewCond(&s.mu)
+	s.buf = append(s.buf, early...) // sent with the request, kept until acknowledged
 	return s
 }
 
@@ -94,11 +98,13 @@ func (s *relayStream) run(ctx context.Context) {
 				// A new stream has nothing to send again: the client's first
 				// bytes go right behind the request, a round trip saved on
 				// every connection (and so on every launch).
-				if err = remote.RequestStream(conn, s.channel, "", 0); err == nil {
+				if err = remote.RequestStream(conn, s.channel, "", 0, s.zmtp); err == nil {
 					br = bufio.NewReaderSize(conn, 64<<10)
 					s.resume(conn, 0)
-					up = make(chan struct{})
-					go s.upstream(up)
+					if up == nil {
+						up = make(chan struct{})
+						go s.upstream(up)
+					}
 					var h remote.StreamHello
 					h, err = remote.ReadHello(ctx, conn, br, s.channel)
 					id = h.ID
@@ -122,7 +128,7 @@ func (s *relayStream) run(ctx context.Context) {
 		switch {
 		case errors.Is(err, errFin), ctx.Err() != nil:
 			return
-		case id == "", errors.Is(err, remote.ErrGone), errors.Is(err, errResume), errors.As(err, &re):
+		case errors.Is(err, remote.ErrGone), errors.Is(err, errResume), errors.As(err, &re):
 			// The client reconnects and gets a fresh stream.
 			s.debug("open", err)
 			return
@@ -131,6 +137,15 @@ func (s *relayStream) run(ctx context.Context) {
 			// answered: an outage must not keep the stream; the relay
 			// expires its side after the grace period.
 			return
+		case id == "":
+			// The link failed before the supervisor answered: the client
+			// (whose handshake was answered here) may have sent requests
+			// already, which are kept and go on the next try.
+			s.debug("open, trying again", err)
+			if !s.pause(ctx, lost) {
+				return
+			}
+			continue
 		}
 		s.debug("channel lost, resuming", err)
 		if !s.pause(ctx, lost) {

@@ -72,7 +72,13 @@ type Options struct {
 	// counts as lost (sshconf.DialOptions.DeadAfter; a master of our own
 	// gets the matching ServerAliveInterval).
 	DeadAfter time.Duration
-	Log       *slog.Logger // nil discards
+	// Master: carry the connection through the host's gopyk master
+	// (package master), started when none runs (native client, Unix).
+	Master bool
+	// MasterPersist is how long a master started now stays once unused
+	// (master.Persist).
+	MasterPersist time.Duration
+	Log           *slog.Logger // nil discards
 }
 
 // masterProbe bounds the check for a live master: a local socket answers
@@ -95,6 +101,14 @@ func Dial(ctx context.Context, route sshconf.Route, o Options) (Conn, error) {
 		log.Debug("ssh with OpenSSH's client", "host", t.Alias, "why", why)
 		return dialOpenSSH(ctx, route, o, log)
 	}
+	if o.Master {
+		return gopykMaster(ctx, route, o, log)
+	}
+	return dialNative(ctx, route, o, log)
+}
+
+// dialNative dials with gopyk's own client.
+func dialNative(ctx context.Context, route sshconf.Route, o Options, log *slog.Logger) (Conn, error) {
 	c, err := sshconf.Dial(ctx, route, sshconf.DialOptions{Interactive: o.Interactive, Log: log, DeadAfter: o.DeadAfter})
 	if err != nil {
 		return nil, err

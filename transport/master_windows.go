@@ -26,3 +26,7 @@ func dialOpenSSH(_ context.Context, route sshconf.Route, _ Options, _ *slog.Logg
 
 // AskpassMain: gopyk never runs as ssh's askpass on Windows.
 func AskpassMain([]string, io.Writer, io.Writer) (int, bool) { return 0, false }
+
+func gopykMaster(context.Context, sshconf.Route, Options, *slog.Logger) (Conn, error) {
+	return nil, errors.New("gopyk's master is Unix only")
+}

@@ -514,7 +514,7 @@ func TestEarlyLeaseAndStreams(t *testing.T) {
 			if e.conn, e.err = UnixDialer(control)(ctx); e.err != nil {
 				return
 			}
-			if e.err = RequestStream(e.conn, "shell", "", 0); e.err == nil {
+			if e.err = RequestStream(e.conn, "shell", "", 0, ""); e.err == nil {
 				_, e.err = e.conn.Write(AppendFrame(nil, FrameData, []byte("early\n")))
 			}
 			e.br = bufio.NewReader(e.conn)

@@ -37,7 +37,7 @@ type StreamHello struct {
 // caller has received recv bytes. After it returns, br and conn carry frames.
 // A stream the supervisor no longer has is a *ReplyError with CodeNoStream.
 func OpenStream(ctx context.Context, conn net.Conn, channel, id string, recv uint64) (StreamHello, *bufio.Reader, error) {
-	if err := RequestStream(conn, channel, id, recv); err != nil {
+	if err := RequestStream(conn, channel, id, recv, ""); err != nil {
 		return StreamHello{}, nil, err
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)
@@ -45,11 +45,21 @@ func OpenStream(ctx context.Context, conn net.Conn, channel, id string, recv uin
 	return h, br, err
 }
 
+// ZMTP modes of a new stream (RequestStream), for a client whose ZMTP
+// handshake the local side answered itself: the relay sends the kernel a
+// client's greeting and drops the kernel's greeting and READY (ZMTPFront);
+// or it drops the kernel's 10-byte signature only, which the client got
+// from the local side (ZMTPStrip10). "": bytes pass untouched.
+const (
+	ZMTPFront   = "front"
+	ZMTPStrip10 = "strip10"
+)
+
 // RequestStream sends the request of OpenStream without waiting for the
 // answer: a new stream may send its first frames at once (ReadHello reads
-// the answer later from br on conn).
-func RequestStream(conn net.Conn, channel, id string, recv uint64) error {
-	b, _ := json.Marshal(streamRequest{Op: "stream", Channel: channel, ID: id, Recv: recv, Notes: true})
+// the answer later from br on conn). zmtp is a ZMTP mode for a new stream.
+func RequestStream(conn net.Conn, channel, id string, recv uint64, zmtp string) error {
+	b, _ := json.Marshal(streamRequest{Op: "stream", Channel: channel, ID: id, Recv: recv, Notes: true, ZMTP: zmtp})
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("open a %s stream: %w", channel, err)
 	}
@@ -79,6 +89,7 @@ type streamRequest struct {
 	ID      string `json:"id,omitempty"`
 	Recv    uint64 `json:"recv"`
 	Notes   bool   `json:"notes"` // the caller reads FrameNote (a supervisor sends none otherwise)
+	ZMTP    string `json:"zmtp,omitempty"`
 }
 
 // AppendFrame appends a frame of kind with payload p to dst.

@@ -85,6 +85,14 @@ class Endpoint(object):
         self.fn = fn
 
 
+# A ZMTP 3.0 client's greeting: signature (empty routing id), version 3.0,
+# mechanism NULL, not as-server. Sent for a client whose handshake the
+# local side answered (zmtp "front"): the client's own READY follows in
+# the stream.
+ZMTP_GREETING = (b"\xff" + b"\x00" * 7 + b"\x01\x7f" + b"\x03\x00" + b"NULL" + b"\x00" * 16
+                 + b"\x00" + b"\x00" * 31)
+
+
 class Stream(object):
     reads = 1  # kernel reads per wakeup
 
@@ -109,6 +117,87 @@ class Stream(object):
         self.ev = {}  # sock -> registered events
         self.k_ep = Endpoint(self.on_kernel)
         self.c_ep = None
+        self.k_skip = 0  # kernel bytes to drop: its greeting, which the client got from the local side
+        self.k_cmd = None  # the header of the kernel's READY being dropped, or None
+        # "front": the client's READY goes to the kernel, what follows it
+        # waits in c_held until the kernel's READY came (libzmq takes a
+        # message that arrives before it sent its own READY for a second
+        # READY, and drops the connection).
+        self.c_ready = None  # header bytes of the client's READY, while being passed
+        self.c_left = 0  # bytes of the client's READY still to pass
+        self.c_held = None
+
+    def zmtp(self, mode):
+        """Do the kernel's side of a handshake the local side answered:
+        "front" sends the kernel a client's greeting (the client's READY
+        comes next in the stream) and drops the kernel's greeting and
+        READY; "strip10" drops the kernel's signature only."""
+        if mode == "front":
+            self.send_k(ZMTP_GREETING)
+            self.k_skip, self.k_cmd = 64, bytearray()
+            self.c_ready, self.c_held = bytearray(), bytearray()
+        elif mode == "strip10":
+            self.k_skip = 10
+
+    def drop_handshake(self, data):
+        """What of data (read from the kernel) is past the handshake dropped here."""
+        if self.k_skip:
+            n = min(self.k_skip, len(data))
+            self.k_skip -= n
+            data = data[n:]
+            if self.k_skip:
+                return b""
+        while self.k_cmd is not None and data:
+            h = self.k_cmd
+            if not h:
+                h.append(data[0])
+                data = data[1:]
+                continue
+            need = 9 if h[0] & 2 else 2
+            if len(h) < need:
+                take = need - len(h)
+                h += data[:take]
+                data = data[take:]
+                if len(h) < need:
+                    return b""
+                size = h[1] if need == 2 else int.from_bytes(bytes(h[1:9]), "big")
+                self.k_skip = size
+                self.k_cmd = None  # the command's header is read: its body goes with k_skip
+                return self.drop_handshake(data)
+        if not self.k_skip and self.k_cmd is None and self.c_held is not None:
+            held, self.c_held = self.c_held, None  # the kernel's READY is in: let the client's messages go
+            if held:
+                self.send_k(bytes(held))
+        return data
+
+    def to_kernel(self, body):
+        """Stream bytes for the kernel; in "front" mode, those after the
+        client's READY wait for the kernel's (see c_held)."""
+        while self.c_ready is not None and body:
+            h = self.c_ready
+            if self.c_left:
+                n = min(self.c_left, len(body))
+                self.send_k(body[:n])
+                body = body[n:]
+                self.c_left -= n
+                if not self.c_left:
+                    self.c_ready = None
+                continue
+            need = 9 if h and h[0] & 2 else 2
+            take = need - len(h)
+            h += body[:take]
+            self.send_k(body[:take])
+            body = body[take:]
+            if len(h) >= 2 and len(h) == (9 if h[0] & 2 else 2):
+                self.c_left = h[1] if len(h) == 2 else int.from_bytes(bytes(h[1:9]), "big")
+                if not self.c_left:
+                    self.c_ready = None
+        if not body:
+            return
+        if self.c_held is not None:
+            self.c_held += body
+        else:
+            self.send_k(body)
 
     # What a PubStream (backlog.py) overrides: whether to read the kernel
     # now, where its bytes go, and how more of them come up into sent.
@@ -316,6 +405,10 @@ class Stream(object):
                     self.kernel_closed()
                     return
                 got = True
+                if self.k_skip or self.k_cmd is not None:
+                    data = self.drop_handshake(data)
+                    if not data:
+                        continue
                 self.take(data)
             if got:
                 self.pump()
@@ -359,7 +452,7 @@ class Stream(object):
             if kind == FRAME_D:
                 self.recv += n
                 if not self.k_eof:
-                    self.send_k(body)
+                    self.to_kernel(body)
             elif kind == FRAME_A and n == 8:
                 acked = int.from_bytes(body, "big")
                 if self.base <= acked <= self.sendpos:
@@ -384,7 +477,7 @@ class Stream(object):
         yet would let the local side send without limit while the kernel is
         slow; this way to_k holds at most the local side's STREAM_CAP, and the
         channel is always read (acks arrive on it)."""
-        delivered = self.recv - len(self.to_k)
+        delivered = self.recv - len(self.to_k) - len(self.c_held or b"")
         if delivered - self.acked >= ACK_EVERY and self.cs is not None:
             self.acked = delivered
             self.to_c += frame_header(FRAME_A, 8) + delivered.to_bytes(8, "big")

@@ -262,6 +262,7 @@ class ControlServer(object):
             ks.setblocking(False)
             self.stream_seq += 1
             s = (PubStream if channel == "iopub" else Stream)(self, "%s-%d" % (channel, self.stream_seq), channel, ks)
+            s.zmtp(req.get("zmtp"))
             self.streams[s.id] = s
         fd = c.sock.fileno()
         self.conns.pop(fd, None)
