@@ -1,8 +1,10 @@
 // Package provisioner owns a remote kernel's lifecycle from the local side:
-// launch or attach over one connection to the host (a transport.Conn: the
-// native client, a live OpenSSH master, or the user's ssh; spec ssh_client),
-// forward the five kernel channels to local ports (each client connection a
-// stream relayed by the supervisor, which resumes after a reconnect),
+// launch or attach over one connection to the host (a transport.Conn: a live
+// OpenSSH master, the host's gopyk master, the native client, or the user's
+// ssh; specs ssh_client and master), forward the five kernel channels to
+// local ports (each client connection a stream relayed by the supervisor,
+// which resumes after a reconnect; its ZMTP handshake answered locally,
+// zmtpfront.go),
 // interrupt, restart, shut down, leave, and reconnect. Every connection to
 // the supervisor goes over a Link: forwarding to its unix socket, or one exec
 // session multiplexing them all when the server refuses forwarding (spec
