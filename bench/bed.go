@@ -44,6 +44,8 @@ type bed struct {
 	// directSpec and slowDirectSpec: master off, each kernel dials its own
 	// connection (gopyk before the master), for the launches beside.
 	directSpec, slowDirectSpec string
+	// scaleSpec is fastSpec whose master stays scalePersist once unused.
+	scaleSpec string
 	// baseSpec and baseSlowSpec are fastSpec and slowSpec added by the
 	// -baseline-bin build ("" without one).
 	baseSpec, baseSlowSpec string
@@ -145,10 +147,14 @@ func newBed(ctx context.Context, binDir, baseDir string, sshdConfig []string, on
 	b.directSpec, b.slowDirectSpec = "gpk_bench_direct", "gpk_bench_slow_direct"
 	// direct: today's per-kernel connection, without gopyk's master.
 	direct := []string{"--master", "off"}
+	// scale: a master that goes soon after its last kernel.
+	b.scaleSpec = "gpk_bench_scale"
+	scale := []string{"--master-persist", fmt.Sprint(int(scalePersist / time.Second))}
 	specs := []spec{
 		{b.fastSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, nil},
 		{b.slowSpec, b.slow.Alias, b.slow.ConfigFile, "auto", bin, nil},
 		{b.directSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, direct},
+		{b.scaleSpec, sshd.Alias, sshd.ConfigFile, "auto", bin, scale},
 		{b.slowDirectSpec, b.slow.Alias, b.slow.ConfigFile, "auto", bin, direct},
 		{b.sessionSpec, sshd.Alias, sshd.ConfigFile, "session", bin, nil},
 		{b.rateSpec, b.rate.Alias, b.rate.ConfigFile, "auto", bin, []string{"--transport", "tcp"}},
@@ -315,6 +321,43 @@ func (p *proc) stop(d time.Duration) {
 	if !p.wait(d) {
 		p.kill()
 	}
+}
+
+// scalePersist is how long the scale section's master stays once unused.
+const scalePersist = 5 * time.Second
+
+// waitMastersGone waits up to d for every gopyk master of the bench to
+// exit, their sockets removed.
+func (b *bed) waitMastersGone(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		pids := testbed.Masters(b.runtime)
+		socks, _ := filepath.Glob(filepath.Join(b.runtime, "gopyk-ssh-*", "m-????????????????"))
+		if len(pids) == 0 && len(socks) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("masters %v and sockets %v left %v after the last kernel", pids, socks, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// fileTail is the file from byte off on.
+func fileTail(path string, off int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < off {
+		return ""
+	}
+	return string(b[off:])
 }
 
 // freePorts returns n free ports no earlier call returned: kernels started

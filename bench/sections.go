@@ -46,6 +46,8 @@ type results struct {
 	rtCM, rtGopykMaster []time.Duration
 
 	scaleGopyk, scaleLocal scale
+	scaleConns             int           // TCP connections in sshd's log for the gopyk kernels at once
+	scaleMasterGone        time.Duration // from the last shutdown until their master had exited
 
 	rtt                time.Duration
 	slowLocal          launches // the local kernel again, interleaved with the slow launches
@@ -165,9 +167,23 @@ func benchKernels(ctx context.Context, b *bed, r *results) error {
 // the target row judges (e.g. sshd's MaxStartups refusing connections).
 func benchScale(ctx context.Context, b *bed, r *results) error {
 	r.scaleLocal = b.runScale(ctx, r.opts.scale, b.startLocal)
+	// No master yet: the kernels, all at once, race to start the host's,
+	// which must end as one TCP connection and, its persist time after the
+	// last shutdown, leave nothing behind.
+	if err := b.gopyk(ctx, "connect", "--stop", "--kernel-name", b.scaleSpec); err != nil {
+		return err
+	}
+	logStart := fileSize(b.sshd.LogFile)
 	r.scaleGopyk = b.runScale(ctx, r.opts.scale, func(ctx context.Context) (*kernel, error) {
-		return b.startGopyk(ctx, b.fastSpec)
+		return b.startGopyk(ctx, b.scaleSpec)
 	})
+	r.scaleConns = strings.Count(fileTail(b.sshd.LogFile, logStart), "Connection from ")
+	t0 := time.Now()
+	if err := b.waitMastersGone(scalePersist + 30*time.Second); err != nil {
+		r.notes = append(r.notes, "scale, gopyk: "+err.Error())
+	} else {
+		r.scaleMasterGone = time.Since(t0)
+	}
 	for _, s := range []struct {
 		name string
 		sc   scale

@@ -131,9 +131,13 @@ func (r *results) markdown() string {
 		c.n, c.goBefore, c.fdBefore, c.goFirst, c.fdFirst, c.goAfter, c.fdAfter, yesNo(c.goFirst == 0, "n/a", yesNo(!c.clean, "some", "none")),
 		verdict(c.goFirst > 0, c.goAfter <= c.goFirst && c.fdAfter <= c.fdFirst && c.clean))
 	sg, sl := r.scaleGopyk, r.scaleLocal
-	w("| %d kernels launched at once: all answered after | %s (%d failed) | %s (%d failed) | clean exits after shutdown_request: %d/%d; remote left over: %s | all answer, all shut down cleanly | %s | |",
-		sg.n, durOr(sl.ready), len(sl.failed), durOr(sg.ready), len(sg.failed), sg.clean, sg.n, leftover(sg),
-		verdict(sg.ready > 0, len(sg.failed) == 0 && sg.clean == sg.n && sg.leftErr == nil))
+	gone := "not gone"
+	if r.scaleMasterGone > 0 {
+		gone = fmt.Sprintf("exited %s after the last shutdown (persist %v), nothing left", dur(r.scaleMasterGone), scalePersist)
+	}
+	w("| %d kernels launched at once, no master yet: all answered after | %s (%d failed) | %s (%d failed) | clean exits after shutdown_request: %d/%d; remote left over: %s; TCP connections in sshd's log: %d; their master %s | all answer, all shut down cleanly; 1 TCP connection | %s | |",
+		sg.n, durOr(sl.ready), len(sl.failed), durOr(sg.ready), len(sg.failed), sg.clean, sg.n, leftover(sg), r.scaleConns, gone,
+		verdict(sg.ready > 0, len(sg.failed) == 0 && sg.clean == sg.n && sg.leftErr == nil && r.scaleConns == 1 && r.scaleMasterGone > 0))
 	rtt := r.rtt
 	slm := median(r.slowLocal.launch)
 	rttsAbove := func(g launches) float64 {

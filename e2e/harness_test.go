@@ -54,11 +54,12 @@ func TestMain(m *testing.M) {
 // env is one test's world: an sshd, a Jupyter data dir holding a gopyk spec
 // for it, and the environment local Jupyter tools run with.
 type env struct {
-	t    *testing.T
-	sshd *testbed.SSHD
-	home string
-	spec string
-	vars []string
+	t       *testing.T
+	sshd    *testbed.SSHD
+	home    string
+	spec    string
+	vars    []string
+	runtime string // XDG_RUNTIME_DIR: where the masters of its kernels listen
 }
 
 func newEnv(t *testing.T, addArgs ...string) *env {
@@ -89,6 +90,7 @@ func localEnv(t *testing.T, sshd *testbed.SSHD, spec string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.runtime = rt
 	t.Cleanup(func() {
 		testbed.StopMasters(rt)
 		os.RemoveAll(rt)

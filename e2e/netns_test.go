@@ -195,6 +195,8 @@ func TestNetnsChild(t *testing.T) {
 		childNotices(t, e, cfg)
 	case "master":
 		childMasterDrop(t, e, cfg)
+	case "shared":
+		childSharedOutage(t, e, cfg)
 	default:
 		t.Fatalf("unknown mode %q", cfg.Mode)
 	}
