@@ -5,13 +5,16 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gopyk/gopyk/testbed"
+	"github.com/gopyk/gopyk/wire"
 )
 
 // gopyk connect logs in, says so, shows the master in --status, and
@@ -38,16 +41,151 @@ func TestConnectStatusStop(t *testing.T) {
 	}
 }
 
-// A 30 s outage with five kernels on one gopyk master: all five come back
-// with their state, and the master dials once for all of them.
-func TestNetnsSharedMasterOutage30s(t *testing.T) {
+// An outage with five kernels on one gopyk master: all five come back
+// with their state, and the master dials once for all of them. make test
+// takes the link down for 8 s (the master notices a dead link in ~3 s);
+// GOPYK_SHARED_OUTAGE=30s (with -run and -v) is the acceptance's 30 s.
+func TestNetnsSharedMasterOutage(t *testing.T) {
 	t.Parallel()
+	down := 8 * time.Second
+	if s := os.Getenv("GOPYK_SHARED_OUTAGE"); s != "" {
+		var err error
+		if down, err = time.ParseDuration(s); err != nil || down <= 0 {
+			t.Fatalf("GOPYK_SHARED_OUTAGE=%q: want a duration such as 30s", s)
+		}
+	}
 	e, ns := newNetEnv(t, 120)
-	runChild(t, e, ns, childConfig{Mode: "shared", Kernels: 5, Down: 30 * time.Second}, 6*time.Minute)
+	runChild(t, e, ns, childConfig{Mode: "shared", Kernels: 5, Down: down}, 6*time.Minute)
 	if n := strings.Count(logText(e.sshd.LogFile), "Accepted publickey"); n != 2 {
 		t.Errorf("%d logins in sshd's log; want 2: the master's first, and one re-dial for the five kernels", n)
 	}
 	waitNoSessions(t, e)
+}
+
+// Twenty kernels launched at once, no master yet: they race to start the
+// host's master and end with one, one TCP connection in sshd's log; all
+// answer, all exit cleanly on a shutdown_request, and the master exits its
+// persist time after the last one left, leaving nothing behind (no socket,
+// no remote process).
+func TestTwentyKernelsOneConnection(t *testing.T) {
+	t.Parallel()
+	const n, persist = 20, 5 * time.Second
+	e := newEnv(t)
+	setSpecMeta(t, e, "master_persist", int(persist/time.Second))
+	logStart := len(logText(e.sshd.LogFile))
+	// Connection files written first with distinct ports, as Jupyter
+	// does: twenty gopyk-kernels each probing five free ports at once
+	// would pick the same one now and then.
+	ports, err := wire.FreeTCPPorts(5 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := make([]*proc, n)
+	cfs := make([]string, n)
+	for i := range ks {
+		cfs[i] = filepath.Join(e.home, fmt.Sprintf("kernel-%d.json", i))
+		ci := wire.ConnInfo{IP: "127.0.0.1", Transport: "tcp", SignatureScheme: "hmac-sha256", Key: wire.NewKey()}
+		ci.SetPorts(ports[5*i : 5*i+5])
+		if err := wire.WriteConnInfo(cfs[i], ci); err != nil {
+			t.Fatal(err)
+		}
+		ks[i] = e.start(filepath.Join(binDir, "gopyk-kernel"), "--kernel", e.spec, "--connection-file", cfs[i])
+	}
+	defer func() {
+		if t.Failed() {
+			for i, k := range ks {
+				t.Logf("kernel %d:\n%s", i, k.output())
+			}
+		}
+	}()
+	clients := make([]*wire.Client, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range ks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			clients[i], errs[i] = readyClient(ks[i], cfs[i], 3*time.Minute)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("kernel %d: %v", i, err)
+		}
+	}
+	if c := strings.Count(logText(e.sshd.LogFile)[logStart:], "Connection from "); c != 1 {
+		t.Errorf("%d TCP connections in sshd's log for %d kernels; want 1", c, n)
+	}
+	started := 0
+	for _, k := range ks {
+		started += strings.Count(k.output(), "started a master")
+	}
+	masters := testbed.Masters(e.runtime)
+	if started != 1 || len(masters) != 1 {
+		t.Errorf("%d kernels started a master, %v run; want one", started, masters)
+	}
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if _, err := clients[i].Shutdown(ctx, false); err != nil {
+				errs[i] = fmt.Errorf("shutdown_request: %w", err)
+			}
+			clients[i].Close()
+		}()
+	}
+	wg.Wait()
+	for i, k := range ks {
+		if errs[i] != nil {
+			t.Errorf("kernel %d: %v", i, errs[i])
+		}
+		if code := k.waitExit(t, 60*time.Second); code != 0 {
+			t.Errorf("kernel %d: exit %d", i, code)
+		}
+	}
+	lastLeft := time.Now()
+	if len(testbed.Masters(e.runtime)) != 1 {
+		t.Errorf("the master went at once; want it to stay %v", persist)
+	}
+	waitFor(t, persist+30*time.Second, "the master to exit and remove its socket", func() bool {
+		socks, _ := filepath.Glob(filepath.Join(e.runtime, "gopyk-ssh-*", "m-????????????????"))
+		return len(testbed.Masters(e.runtime)) == 0 && len(socks) == 0
+	})
+	t.Logf("the master exited %v after the last kernel (persist %v)", time.Since(lastLeft).Round(time.Millisecond), persist)
+	waitNoSessions(t, e)
+}
+
+// readyClient waits for a gopyk-kernel to serve the kernel of connection
+// file cf, failing at once when it exits.
+func readyClient(p *proc, cf string, d time.Duration) (*wire.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	ci, err := wire.ReadConnInfo(cf)
+	if err == nil {
+		var c *wire.Client
+		if c, err = wire.Dial(ctx, ci); err == nil {
+			if err = c.WaitReady(ctx); err == nil {
+				return c, nil
+			}
+			c.Close()
+		}
+	}
+	select {
+	case <-p.done:
+		return nil, fmt.Errorf("gopyk-kernel exited: %v", p.err)
+	default:
+		return nil, fmt.Errorf("not ready: %w", err)
+	}
 }
 
 func childSharedOutage(t *testing.T, e *env, cfg childConfig) {

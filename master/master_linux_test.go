@@ -20,22 +20,32 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// The test binary is also the master Ensure starts (os.Executable).
+// gopykBin is a gopyk built for these tests: the program a master runs
+// as. Never this test binary: started again it would run the tests again,
+// each starting masters of its own (masterExe refuses it).
+var gopykBin string
+
 func TestMain(m *testing.M) {
-	if IsMaster() {
-		os.Exit(Main())
+	dir, err := os.MkdirTemp("", "gopyk-master-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/gopyk")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gopyk:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	gopykBin = filepath.Join(dir, "gopyk")
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
-// testExe is this test binary, which runs Main when started as a master.
-func testExe(t *testing.T) string {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return exe
-}
+// testExe is the gopyk a test's masters run as.
+func testExe(*testing.T) string { return gopykBin }
 
 // bed is a test sshd and a master for it, with XDG_RUNTIME_DIR private to
 // the test so that its sockets are its own.

@@ -64,15 +64,20 @@ func masterExe(o Options) (string, error) {
 	if os.Getenv(envMaster) == "1" {
 		return "", errors.New("a master's own program tried to start another master: it does not run master.Main")
 	}
-	if o.Exe != "" {
-		return o.Exe, nil
+	exe := o.Exe
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return "", err
+		}
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	switch strings.TrimSuffix(filepath.Base(exe), ".exe") {
-	case "gopyk", "gopyk-kernel":
+	base := strings.TrimSuffix(filepath.Base(exe), ".exe")
+	switch {
+	case strings.HasSuffix(base, ".test"):
+		// Even when named: a go test binary started again runs its
+		// tests again, and theirs start masters (a fork bomb).
+		return "", fmt.Errorf("%s is a test binary: %w", exe, ErrNotGopyk)
+	case o.Exe != "", base == "gopyk", base == "gopyk-kernel":
 		return exe, nil
 	}
 	return "", fmt.Errorf("%s: %w", exe, ErrNotGopyk)
