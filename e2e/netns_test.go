@@ -254,6 +254,9 @@ func childOutage(t *testing.T, e *env, cfg childConfig) {
 	if next > recoveryBound {
 		t.Errorf("next cell ran %v after link-up, want ≤ %v (target 2 s)", next, recoveryBound)
 	}
+	// Through a master the streams may resume before the kernel's own
+	// reconnect (its status check and lease) is done and logged.
+	waitFor(t, 30*time.Second, "the launcher to log its reconnect", func() bool { return strings.Contains(k.output(), "reconnected") })
 	out := k.output()
 	lines := []string{"connection lost", "reconnect failed, retrying", "reconnected"}
 	if cfg.Session {
