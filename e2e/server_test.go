@@ -105,7 +105,36 @@ func (s *jserver) channels(id string) *wsKernel {
 		}
 	}()
 	s.t.Cleanup(func() { c.CloseNow() })
+	w.nudge()
 	return w
+}
+
+// nudge sends kernel_info requests until iopub delivers, as jupyter-server
+// does on a new WebSocket, except when it takes the kernel for busy (its
+// handlers.py: "not nudging busy kernel"): then a cell sent at once can run
+// before the new iopub subscription reaches the kernel, and ZMQ's PUB drops
+// its output (a local kernel too; through SSH the window is a round trip).
+func (w *wsKernel) nudge() {
+	w.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		w.send("kernel_info_request", map[string]any{})
+		wait := time.After(500 * time.Millisecond)
+		for waiting := true; waiting; {
+			select {
+			case m, ok := <-w.in:
+				if !ok {
+					w.t.Fatal("kernel websocket closed")
+				}
+				if m["channel"] == "iopub" {
+					return
+				}
+			case <-wait:
+				waiting = false
+			}
+		}
+	}
+	w.t.Fatal("iopub delivered nothing within 60 s of kernel_info requests")
 }
 
 func (w *wsKernel) send(msgType string, content map[string]any) string {
