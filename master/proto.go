@@ -10,6 +10,8 @@ import (
 	"net"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gopyk/gopyk/openssh"
 )
 
 // PROTOCOL.mux (OpenSSH's ControlMaster protocol, version 4): what the
@@ -54,37 +56,8 @@ func (p packet) frame() []byte {
 }
 func failure(rid uint32, r string) []byte { return newPacket(muxFailure).u32(rid).str(r).frame() }
 
-// fields reads a received message.
-type fields struct {
-	b   []byte
-	err error
-}
-
-func (f *fields) u32() uint32 {
-	if len(f.b) < 4 {
-		f.err = io.ErrUnexpectedEOF
-		return 0
-	}
-	v := binary.BigEndian.Uint32(f.b)
-	f.b = f.b[4:]
-	return v
-}
-
-func (f *fields) str() string {
-	n := f.u32()
-	if f.err != nil || uint32(len(f.b)) < n {
-		f.err = io.ErrUnexpectedEOF
-		return ""
-	}
-	s := string(f.b[:n])
-	f.b = f.b[n:]
-	return s
-}
-
-func (f *fields) more() bool { return f.err == nil && len(f.b) > 0 }
-
 // readPacket reads one length-prefixed message.
-func readPacket(c *net.UnixConn) (uint32, *fields, error) {
+func readPacket(c *net.UnixConn) (uint32, *openssh.Fields, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(c, hdr[:]); err != nil {
 		return 0, nil, err
@@ -97,8 +70,8 @@ func readPacket(c *net.UnixConn) (uint32, *fields, error) {
 	if _, err := io.ReadFull(c, b); err != nil {
 		return 0, nil, err
 	}
-	f := &fields{b: b}
-	return f.u32(), f, nil
+	f := openssh.NewFields(b)
+	return f.U32(), f, nil
 }
 
 // receiveFD reads one passed file descriptor, as OpenSSH's mm_receive_fd:

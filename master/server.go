@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gopyk/gopyk/openssh"
 	"github.com/gopyk/gopyk/sshconf"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -206,7 +207,7 @@ func (s *server) control(c *net.UnixConn) {
 		return
 	}
 	typ, f, err := readPacket(c)
-	if err != nil || typ != muxHello || f.u32() != muxVersion {
+	if err != nil || typ != muxHello || f.U32() != muxVersion {
 		return
 	}
 	for {
@@ -214,8 +215,8 @@ func (s *server) control(c *net.UnixConn) {
 		if err != nil {
 			return
 		}
-		rid := f.u32()
-		if f.err != nil {
+		rid := f.U32()
+		if f.Err() != nil {
 			return
 		}
 		var reply []byte
@@ -318,16 +319,16 @@ func (s *server) untilClosed(c *net.UnixConn) (context.Context, func()) {
 // client that closes its control connection early ends the session, and
 // what still runs remotely is killed (OpenSSH's master only closes the
 // channel, which leaves a command that reads and writes nothing running).
-func (s *server) session(c *net.UnixConn, rid uint32, f *fields) {
-	f.str() // reserved
-	wantTTY, _, _, subsystem := f.u32() != 0, f.u32(), f.u32(), f.u32() != 0
-	f.u32() // escape char: no escapes here
-	term, cmd := f.str(), f.str()
+func (s *server) session(c *net.UnixConn, rid uint32, f *openssh.Fields) {
+	f.Str() // reserved
+	wantTTY, _, _, subsystem := f.U32() != 0, f.U32(), f.U32(), f.U32() != 0
+	f.U32() // escape char: no escapes here
+	term, cmd := f.Str(), f.Str()
 	var env []string
-	for f.more() {
-		env = append(env, f.str())
+	for f.More() {
+		env = append(env, f.Str())
 	}
-	if f.err != nil {
+	if f.Err() != nil {
 		_, _ = c.Write(failure(rid, "malformed session request"))
 		return
 	}
@@ -455,10 +456,10 @@ func cutEnv(e string) (string, string, bool) {
 
 // stdioForward runs a MUX_C_NEW_STDIO_FWD (ssh -W): a stream to host:port,
 // or to a unix socket path on the server (port PORT_STREAMLOCAL).
-func (s *server) stdioForward(c *net.UnixConn, rid uint32, f *fields) {
-	f.str() // reserved
-	host, port := f.str(), f.u32()
-	if f.err != nil {
+func (s *server) stdioForward(c *net.UnixConn, rid uint32, f *openssh.Fields) {
+	f.Str() // reserved
+	host, port := f.Str(), f.U32()
+	if f.Err() != nil {
 		_, _ = c.Write(failure(rid, "malformed stdio forward request"))
 		return
 	}
@@ -565,11 +566,11 @@ type forward struct {
 	once         sync.Once
 }
 
-func (s *server) forwardRequest(typ, rid uint32, f *fields) []byte {
-	kind := f.u32()
-	lhost, lport := f.str(), f.u32()
-	chost, cport := f.str(), f.u32()
-	if f.err != nil {
+func (s *server) forwardRequest(typ, rid uint32, f *openssh.Fields) []byte {
+	kind := f.U32()
+	lhost, lport := f.Str(), f.U32()
+	chost, cport := f.Str(), f.U32()
+	if f.Err() != nil {
 		return failure(rid, "malformed forward request")
 	}
 	if kind != muxFwdLocal {

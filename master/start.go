@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+	"github.com/gopyk/gopyk/openssh"
 	"github.com/gopyk/gopyk/sshconf"
 )
 
@@ -193,7 +194,7 @@ func dialControl(ctx context.Context, path string) (*control, error) {
 		return nil, err
 	}
 	typ, f, err := readPacket(c.UnixConn)
-	if err == nil && (typ != muxHello || f.u32() != muxVersion) {
+	if err == nil && (typ != muxHello || f.U32() != muxVersion) {
 		err = errors.New("not a master speaking PROTOCOL.mux version 4")
 	}
 	if err != nil {
@@ -204,7 +205,7 @@ func dialControl(ctx context.Context, path string) (*control, error) {
 }
 
 // request sends a request without fields and reads its reply.
-func (c *control) request(typ uint32) (uint32, *fields, error) {
+func (c *control) request(typ uint32) (uint32, *openssh.Fields, error) {
 	c.rid++
 	if _, err := c.Write(newPacket(typ).u32(c.rid).frame()); err != nil {
 		return 0, nil, err
@@ -213,11 +214,11 @@ func (c *control) request(typ uint32) (uint32, *fields, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if rid := f.u32(); rid != c.rid {
+	if rid := f.U32(); rid != c.rid {
 		return 0, nil, fmt.Errorf("reply to request %d, expected %d", rid, c.rid)
 	}
 	if rt == muxFailure || rt == muxDenied {
-		return rt, f, ParseFailure(f.str())
+		return rt, f, ParseFailure(f.Str())
 	}
 	return rt, f, nil
 }
@@ -230,7 +231,7 @@ func (c *control) alive() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return int(f.u32()), f.err
+	return int(f.U32()), f.Err()
 }
 
 // Status asks the master at path how it is.
@@ -253,7 +254,7 @@ func Status(ctx context.Context, path string) (Info, error) {
 		}
 		return Info{}, err
 	}
-	if err := json.Unmarshal([]byte(f.str()), &in); err != nil {
+	if err := json.Unmarshal([]byte(f.Str()), &in); err != nil {
 		return Info{}, fmt.Errorf("master status: %w", err)
 	}
 	return in, nil

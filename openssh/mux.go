@@ -100,7 +100,7 @@ func dial(ctx context.Context, path string) (*ctl, error) {
 		err = fmt.Errorf("sent message %#x before its hello", typ)
 	}
 	if err == nil {
-		if v := r.u32(); r.err != nil || v != muxVersion {
+		if v := r.U32(); r.Err() != nil || v != muxVersion {
 			err = fmt.Errorf("speaks mux protocol version %d, gopyk version %d", v, muxVersion)
 		}
 	}
@@ -141,7 +141,7 @@ func (c *ctl) sendFD(fd int) error {
 	return err
 }
 
-func (c *ctl) recv() (uint32, *reader, error) {
+func (c *ctl) recv() (uint32, *Fields, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(c.c, hdr[:]); err != nil {
 		return 0, nil, err
@@ -154,24 +154,24 @@ func (c *ctl) recv() (uint32, *reader, error) {
 	if _, err := io.ReadFull(c.c, b); err != nil {
 		return 0, nil, err
 	}
-	r := &reader{b: b}
-	return r.u32(), r, nil
+	r := NewFields(b)
+	return r.U32(), r, nil
 }
 
 // reply reads the answer to request rid: want's body, or the master's refusal.
-func (c *ctl) reply(rid uint32, want uint32) (*reader, error) {
+func (c *ctl) reply(rid uint32, want uint32) (*Fields, error) {
 	typ, r, err := c.recv()
 	if err != nil {
 		return nil, err
 	}
-	if got := r.u32(); r.err != nil || got != rid {
+	if got := r.U32(); r.Err() != nil || got != rid {
 		return nil, fmt.Errorf("reply %#x to request %d, expected request %d", typ, got, rid)
 	}
 	switch typ {
 	case want:
 		return r, nil
 	case muxFailure, muxDenied:
-		return nil, &ReplyError{Denied: typ == muxDenied, Reason: r.str()}
+		return nil, &ReplyError{Denied: typ == muxDenied, Reason: r.Str()}
 	}
 	return nil, fmt.Errorf("unexpected reply %#x", typ)
 }
@@ -185,12 +185,24 @@ func (m msg) flag(b bool) msg      { return m.u32(map[bool]uint32{false: 0, true
 func (m msg) request(c *ctl) msg   { return m.u32(c.next()) }
 func (c *ctl) lastRequest() uint32 { return c.rid }
 
-type reader struct {
+// Fields reads a PROTOCOL.mux message, field by field; the first short
+// field sets Err and makes the rest zero. gopyk's own master reads with it
+// too.
+type Fields struct {
 	b   []byte
 	err error
 }
 
-func (r *reader) u32() uint32 {
+// NewFields reads b, a message without its length.
+func NewFields(b []byte) *Fields { return &Fields{b: b} }
+
+// Err is io.ErrUnexpectedEOF once a field ran past the end.
+func (r *Fields) Err() error { return r.err }
+
+// More reports whether unread bytes remain (and none was missing).
+func (r *Fields) More() bool { return r.err == nil && len(r.b) > 0 }
+
+func (r *Fields) U32() uint32 {
 	if len(r.b) < 4 {
 		r.err = io.ErrUnexpectedEOF
 		return 0
@@ -200,8 +212,8 @@ func (r *reader) u32() uint32 {
 	return v
 }
 
-func (r *reader) str() string {
-	n := r.u32()
+func (r *Fields) Str() string {
+	n := r.U32()
 	if r.err != nil || uint32(len(r.b)) < n {
 		r.err = io.ErrUnexpectedEOF
 		return ""
@@ -231,8 +243,8 @@ func (c *ctl) alive(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("OpenSSH master: alive check: %w", err)
 	}
-	pid := r.u32()
-	return int(pid), r.err
+	pid := r.U32()
+	return int(pid), r.Err()
 }
 
 // Master is a connection to a live ControlMaster. It holds one idle control
@@ -541,8 +553,8 @@ func (s *Session) waitExit(c *ctl) {
 			return
 		}
 		if typ == muxExitMessage {
-			_ = r.u32() // session id
-			st := int(r.u32())
+			_ = r.U32() // session id
+			st := int(r.U32())
 			s.mu.Lock()
 			s.status = &st
 			s.mu.Unlock()
