@@ -1,9 +1,10 @@
 # gopyk remote launcher: backlog — iopub read at the kernel's pace, whatever the link does.
 #
 # ipykernel's PUB socket drops whole messages once its reader falls behind
-# by its high-water mark (1000 messages), as ZMQ does for a slow subscriber:
-# a relay that stops reading the kernel's iopub when the link is slow loses
-# output, the cell's final status included, and the notebook stays busy. So
+# by its high-water mark (1000 messages, or what specs.py's PUB_SHIM sets),
+# as ZMQ does for a slow subscriber: a relay that stops reading the kernel's
+# iopub when the link is slow loses output, the cell's final status
+# included, and the notebook stays busy. So
 # iopub is read as fast as the kernel writes, and what the link has not
 # taken yet waits here: STREAM_CAP bytes in memory (relay.py's sent), the
 # rest in unlinked files of the run dir (Spill), up to the spec's

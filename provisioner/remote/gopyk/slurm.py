@@ -15,7 +15,7 @@ import sys
 import time
 
 from .common import CHANNELS, Fail, num, oneline, tail, write_private
-from .specs import format_argv, kernel_env
+from .specs import format_argv, kernel_env, pub_hwm_argv
 from .supervisor import Supervisor
 
 
@@ -190,7 +190,7 @@ class SlurmSupervisor(Supervisor):
         import shlex
 
         body = "#!/bin/sh\n# gopyk kernel %s\nexec %s\n" % (self.name, " ".join(
-            shlex.quote(a) for a in [sys.executable, "-c", JOB_PREP, self.cf] + self.argv))
+            shlex.quote(a) for a in [sys.executable, "-c", JOB_PREP, self.cf] + pub_hwm_argv(self.argv, self.pub_hwm)))
         write_private(script, body.encode())
         # slurmd appends to an existing output file and keeps its mode; one it
         # creates itself would be readable by others.

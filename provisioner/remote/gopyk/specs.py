@@ -2,7 +2,7 @@
 #
 # Owns: Jupyter's data path (jupyter_core.paths without importing it), spec
 # lookup by name, ipykernel's built-in python3 spec, the kernel's argv and
-# environment from a spec.
+# environment from a spec, ipykernel's PUB high-water mark (pub_hwm_argv).
 # May not: start anything, write anything, see the key.
 
 import json
@@ -141,3 +141,50 @@ def kernel_env(spec_env, extra):
     env.update({k: Template(v).safe_substitute(env) for k, v in spec_env.items()})
     env.update(extra)
     return env
+
+
+# Started through this instead of `-m MODULE`, a kernel's PUB sockets hold
+# SNDHWM messages for a reader that falls behind, instead of ZMQ's 1,000.
+# ipykernel drops whole iopub messages past its high-water mark, and on a
+# busy machine the relay (which reads iopub as fast as it can and keeps the
+# backlog: backlog.py) is sometimes scheduled out for as long as a kernel
+# needs to write 1,000 of them. Everything else is what `python -m` does:
+# sys.argv[0] is the module's file, sys.path[0] the working directory, the
+# module runs as the real __main__.
+PUB_SHIM = """import os, runpy, sys
+try:
+    import zmq
+    def socket(self, kind, *args, _socket=zmq.Context.socket, **kw):
+        s = _socket(self, kind, *args, **kw)
+        if kind == zmq.PUB:
+            s.setsockopt(zmq.SNDHWM, %d)
+        return s
+    zmq.Context.socket = socket
+except Exception:
+    pass
+del sys.argv[0]
+if sys.path and sys.path[0] == "":
+    sys.path[0] = os.getcwd()
+getattr(runpy, "_run_module_as_main", runpy.run_module)(sys.argv[0])
+"""
+PUB_SHIM_MODULES = ("ipykernel_launcher", "ipykernel")
+PYTHON_OPTS_WITH_ARG = ("-X", "-W")
+
+
+def pub_hwm_argv(argv, hwm):
+    """argv with ipykernel's PUB high-water mark raised to hwm, when argv is
+    a python running ipykernel with -m; any other argv as it is."""
+    if not argv or not os.path.basename(argv[0]).startswith("python"):
+        return argv
+    i = 1
+    while i < len(argv) - 1:
+        a = argv[i]
+        if a == "-m":
+            if argv[i + 1] in PUB_SHIM_MODULES:
+                return argv[:i] + ["-c", PUB_SHIM % hwm] + argv[i + 1:]
+            return argv
+        if not a.startswith("-") or a.startswith("-c") or a.startswith("-m"):
+            return argv  # a script, code, or -mMODULE: not ours to wrap
+        i += 2 if a in PYTHON_OPTS_WITH_ARG else 1
+    return argv
+

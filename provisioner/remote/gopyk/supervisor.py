@@ -23,7 +23,7 @@ from .common import CHANNELS, num, tail, write_private, rmtree
 from .relay import Endpoint, tune_malloc
 from .rundir import free_tcp_ports, tcp_port_free
 from .serve import Conn, ControlServer
-from .specs import format_argv, kernel_env
+from .specs import format_argv, kernel_env, pub_hwm_argv
 
 
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL
@@ -52,6 +52,9 @@ class Supervisor(ControlServer):
         self.launch_timeout = num(params, "launch_timeout", DEFAULT_LAUNCH)
         self.kill_after = num(params, "kill_after", KILL_AFTER)
         self.backlog = int(num(params, "iopub_backlog", DEFAULT_BACKLOG))
+        # While the relay cannot read (scheduled out, or at the bound) the
+        # kernel's PUB socket holds up to a backlog of 64 KiB messages.
+        self.pub_hwm = max(1000, self.backlog >> 16)
         self.cf = os.path.join(run_dir, "kernel.json")
         self.log_path = os.path.join(run_dir, "kernel.log")
         self.proc = None
@@ -191,10 +194,11 @@ class Supervisor(ControlServer):
             env["IPYTHONDIR"] = os.path.join(self.run_dir, "ipython")
             self.log("the home is full and has no %s: IPYTHONDIR=%s" % (ipy, env["IPYTHONDIR"]))
         cwd = self.p.get("cwd") or os.path.expanduser("~")
+        argv = pub_hwm_argv(self.argv, self.pub_hwm)
         logfd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=logfd, stderr=logfd, env=env, cwd=cwd,
+                argv, stdin=subprocess.DEVNULL, stdout=logfd, stderr=logfd, env=env, cwd=cwd,
                 start_new_session=True, close_fds=True, preexec_fn=death_signal(),
             )
         except OSError as e:
@@ -208,7 +212,8 @@ class Supervisor(ControlServer):
             os.close(logfd)
         self.state = "starting"
         self.ready_cb = on_ready
-        self.log("kernel started: pid %d argv %s" % (self.proc.pid, self.argv))
+        self.log("kernel started: pid %d argv %s%s" % (self.proc.pid, self.argv, "" if argv is self.argv else
+                                                       " (its PUB sockets hold %d messages)" % self.pub_hwm))
         self.write_state()
         deadline = time.monotonic() + self.launch_timeout
 
