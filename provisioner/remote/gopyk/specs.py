@@ -154,7 +154,8 @@ def kernel_env(spec_env, extra):
 PUB_SHIM = """import os, runpy, sys
 try:
     import zmq
-    def socket(self, kind, *args, _socket=zmq.Context.socket, **kw):
+    _socket = zmq.Context.socket
+    def socket(self, kind, *args, **kw):
         s = _socket(self, kind, *args, **kw)
         if kind == zmq.PUB:
             s.setsockopt(zmq.SNDHWM, %d)
