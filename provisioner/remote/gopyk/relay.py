@@ -35,6 +35,7 @@ from .common import drop_front, send_all
 STREAM_CAP = 2 << 20  # unacknowledged bytes kept in memory per direction; reading stops beyond (the SSH window is 2 MiB too)
 ACK_EVERY = 256 << 10
 READ_SIZE = 256 << 10  # big reads: fewer wakeups, frames and SSH writes for bulk output
+CHANNEL_READ = 1 << 16
 SEND_CHUNK = 256 << 10  # the longest data frame written to the channel
 FRAME_MAX = 1 << 20
 HDR_LEN = 5
@@ -74,6 +75,20 @@ def tune_malloc():
     unmapped when freed."""
     libc_call("mallopt", -3, 128 << 10)  # M_MMAP_THRESHOLD
     trim_memory()
+
+
+_scratch = []
+
+
+def scratch():
+    """The one buffer every socket read goes into (the supervisor has one
+    thread; what is read is copied out before the next read). A fresh
+    READ_SIZE bytes object per read is above the mmap threshold
+    (tune_malloc): an mmap, an mremap and a munmap, and faulted-in pages,
+    for each message of a few hundred bytes."""
+    if not _scratch:
+        _scratch.append(bytearray(READ_SIZE))
+    return _scratch[0]
 
 
 class Endpoint(object):
@@ -394,22 +409,26 @@ class Stream(object):
             self.ack()
         if mask & selectors.EVENT_READ:
             got = False
-            for _ in range(self.reads):
-                try:
-                    data = self.ks.recv(READ_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    data = b""
-                if not data:
-                    self.kernel_closed()
-                    return
-                got = True
-                if self.k_skip or self.k_cmd is not None:
-                    data = self.drop_handshake(data)
-                    if not data:
-                        continue
-                self.take(data)
+            buf = scratch()
+            with memoryview(buf) as mv:
+                for _ in range(self.reads):
+                    try:
+                        n = self.ks.recv_into(buf)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        n = 0
+                    if not n:
+                        self.kernel_closed()
+                        return
+                    got = True
+                    with mv[:n] as data:
+                        if self.k_skip or self.k_cmd is not None:
+                            data = self.drop_handshake(data)
+                        if data:
+                            self.take(data)
+                    if n < READ_SIZE:
+                        break  # drained: another read would only say so (the selector tells when more comes)
             if got:
                 self.pump()
         self.update()
@@ -421,17 +440,19 @@ class Stream(object):
             self.blocked = False
             self.pump()
         if mask & selectors.EVENT_READ and self.cs is not None:
+            buf = scratch()
             try:
-                data = self.cs.recv(1 << 16)
+                n = self.cs.recv_into(buf, CHANNEL_READ)
             except (BlockingIOError, InterruptedError):
-                data = None
+                n = None
             except OSError:
-                data = b""
-            if data == b"":
+                n = 0
+            if n == 0:
                 self.detach()
                 return
-            if data:
-                self.inbuf += data
+            if n:
+                with memoryview(buf) as mv, mv[:n] as data:
+                    self.inbuf += data
                 self.frames()
         self.update()
 
@@ -440,14 +461,14 @@ class Stream(object):
         off = 0
         while len(buf) - off >= HDR_LEN and not self.closed:
             kind = buf[off]
-            n = int.from_bytes(bytes(buf[off + 1:off + HDR_LEN]), "big")
+            n = int.from_bytes(buf[off + 1:off + HDR_LEN], "big")
             if kind not in (FRAME_D, FRAME_A, FRAME_F) or n > FRAME_MAX:  # N goes to the local side only
                 self.sup.log("stream %s: bad frame %r/%d: dropping the channel" % (self.id, kind, n))
                 self.detach()
                 return
             if len(buf) - off < HDR_LEN + n:
                 break
-            body = bytes(buf[off + HDR_LEN:off + HDR_LEN + n])
+            body = buf[off + HDR_LEN:off + HDR_LEN + n]  # one copy (bytes() of it was a second)
             off += HDR_LEN + n
             if kind == FRAME_D:
                 self.recv += n
