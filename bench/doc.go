@@ -11,8 +11,9 @@
 // Baselines: the same kernel spec started locally without SSH, and OpenSSH's
 // own `ssh -L` forwards to a kernel started by hand over ssh, with and
 // without a session on the connection (sshd leaves Nagle on until a session
-// starts). A toxiproxy proxy in front of the sshd adds 50 ms each way for the
-// 100 ms RTT figures. Series that are compared are interleaved (launches one
+// starts), and sshpyk's path (an OpenSSH ControlMaster, `ssh -S … -O forward
+// -L`) beside gopyk's round trip on loopback and at 100 ms RTT. A toxiproxy
+// proxy in front of the sshd adds 50 ms each way for the 100 ms RTT figures. Series that are compared are interleaved (launches one
 // by one, round trips in blocks of ten) so that drifting load hits them alike.
 //
 // It prints one markdown table and writes it to bench/results/ (not tracked;

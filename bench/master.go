@@ -71,6 +71,28 @@ func (b *bed) gopykMaster(ctx context.Context, config, alias string) (string, er
 	return string(m[1]), nil
 }
 
+// masterPaths are clients of the hand kernel through OpenSSH's
+// ControlMaster (ssh -M, then ssh -S -O forward -L: sshpyk's path) and the
+// same forwards through gopyk's master (to weigh its relay), both to the
+// sshd reached by alias in config. Closing them is the caller's.
+func (b *bed) masterPaths(ctx context.Context, h *handKernel, config, alias string) (cm, gm *wire.Client, err error) {
+	sock, err := b.controlMaster(ctx, config, alias)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cm, err = b.masterForward(ctx, h, sock, alias); err != nil {
+		return nil, nil, fmt.Errorf("OpenSSH ControlMaster: %w", err)
+	}
+	if sock, err = b.gopykMaster(ctx, config, alias); err == nil {
+		gm, err = b.masterForward(ctx, h, sock, alias)
+	}
+	if err != nil {
+		cm.Close()
+		return nil, nil, fmt.Errorf("gopyk's master: %w", err)
+	}
+	return cm, gm, nil
+}
+
 // masterForward forwards fresh local ports to h's through the master at
 // sock (ssh -S sock -O forward -L, what sshpyk does) and returns a client
 // that saw the kernel ready through them.

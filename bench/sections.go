@@ -60,6 +60,8 @@ type results struct {
 	slowOpenSSH        launches
 	rtSlow             []time.Duration
 	rtSlowSSH          []time.Duration
+	rtSlowCM           []time.Duration // the hand kernel through an OpenSSH ControlMaster at rtt, and through gopyk's master
+	rtSlowGopykMaster  []time.Duration
 	intLocal, intSlow  []time.Duration // SIGINT → KeyboardInterrupt reply: the local kernel, gopyk at rtt
 
 	rtWS, rtWSDirect []time.Duration // through the Nagle-on gateway, and direct TCP in the same turns
@@ -220,25 +222,12 @@ func (b *bed) roundTripsWithSSH(ctx context.Context, r *results, lk, gk, sk *ker
 		defer c.Close()
 		clients = append(clients, c)
 	}
-	// sshpyk's path: an OpenSSH ControlMaster and ssh -O forward -L; and
-	// the same forwards through gopyk's master, to weigh its relay.
-	cm, err := b.controlMaster(ctx, b.sshd.ConfigFile, b.sshd.Alias)
+	// sshpyk's path, and the same forwards through gopyk's master.
+	cmc, gmc, err := b.masterPaths(ctx, h, b.sshd.ConfigFile, b.sshd.Alias)
 	if err != nil {
 		return err
-	}
-	cmc, err := b.masterForward(ctx, h, cm, b.sshd.Alias)
-	if err != nil {
-		return fmt.Errorf("OpenSSH ControlMaster: %w", err)
 	}
 	defer cmc.Close()
-	gm, err := b.gopykMaster(ctx, b.sshd.ConfigFile, b.sshd.Alias)
-	if err != nil {
-		return err
-	}
-	gmc, err := b.masterForward(ctx, h, gm, b.sshd.Alias)
-	if err != nil {
-		return fmt.Errorf("gopyk's master: %w", err)
-	}
 	defer gmc.Close()
 	clients = append(clients, cmc, gmc)
 	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, clients...)
@@ -290,11 +279,17 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 	}
 	defer p.stop(3 * time.Second)
 	defer c.Close()
-	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, gk.c, c)
+	cmc, gmc, err := b.masterPaths(ctx, h, b.slow.ConfigFile, b.slow.Alias)
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("round trips (1 gopyk, 2 %s): %w", sshExec.name, err))...)
+		return errors.Join(append(errs, err)...)
 	}
-	r.rtSlow, r.rtSlowSSH = rts[0], rts[1]
+	defer cmc.Close()
+	defer gmc.Close()
+	rts, err := interleavedRoundTrips(ctx, r.opts.roundTrips, gk.c, c, cmc, gmc)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("round trips (1 gopyk, 2 %s, 3 ControlMaster, 4 gopyk's master): %w", sshExec.name, err))...)
+	}
+	r.rtSlow, r.rtSlowSSH, r.rtSlowCM, r.rtSlowGopykMaster = rts[0], rts[1], rts[2], rts[3]
 	lk, err := b.startLocal(ctx)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("local kernel: %w", err))...)

@@ -86,10 +86,16 @@ func (r *results) markdown() string {
 		r.opts.roundTrips, medP99(r.rtLocal), medP99(r.rtGopyk), ratio, strings.Join(ssh, "; "),
 		verdict(lrt > 0 && grt > 0, float64(grt) <= 1.1*float64(lrt)))
 
-	if cm := median(r.rtCM); cm > 0 && grt > 0 {
-		w("| execute round trip beside sshpyk's path: OpenSSH ControlMaster (`ssh -M`, `ssh -S … -O forward -L` to a kernel started by hand; median / p99 of %d) | %s | %s | ControlMaster: %s; the same forwards through gopyk's master: %s (%+.3f ms vs ControlMaster) | gopyk ≤ ControlMaster | %s | |",
-			r.opts.roundTrips, medP99(r.rtLocal), medP99(r.rtGopyk), medP99(r.rtCM), medP99(r.rtGopykMaster), ms(median(r.rtGopykMaster))-ms(cm), verdict(true, grt <= cm))
+	// sshpyk's path beside gopyk's round trip, on loopback and at rtt.
+	cmRow := func(at string, g, cm, gm, direct []time.Duration) {
+		c, gt := median(cm), median(g)
+		if c == 0 || gt == 0 {
+			return
+		}
+		w("| execute round trip%s beside sshpyk's path: OpenSSH ControlMaster (`ssh -M`, `ssh -S … -O forward -L` to a kernel started by hand; median / p99 of %d) | %s | %s (%.2f× ControlMaster) | ControlMaster: %s; the same forwards through gopyk's master: %s (%+.3f ms vs ControlMaster); %s: %s | gopyk ≤ ControlMaster | %s | |",
+			at, r.opts.roundTrips, medP99(r.rtLocal), medP99(g), float64(gt)/float64(c), medP99(cm), medP99(gm), ms(median(gm))-ms(c), sshExec.name, medP99(direct), verdict(true, gt <= c))
 	}
+	cmRow("", r.rtGopyk, r.rtCM, r.rtGopykMaster, r.rtSSH[sshExec.name])
 	lt, gt := medianF(r.tpLocal), medianF(r.tpGopyk)
 	tpRatio := ""
 	if lt > 0 && gt > 0 {
@@ -195,6 +201,7 @@ func (r *results) markdown() string {
 	sm, ssm := median(r.rtSlow), median(r.rtSlowSSH)
 	w("| execute round trip at %v RTT (median / p99) | %s | %s | %s: %s | ≤ 1.10× ssh -L | %s | |",
 		rtt, medP99(r.rtLocal), medP99(r.rtSlow), sshExec.name, medP99(r.rtSlowSSH), verdict(sm > 0 && ssm > 0, float64(sm) <= 1.1*float64(ssm)))
+	cmRow(fmt.Sprintf(" at %v RTT", rtt), r.rtSlow, r.rtSlowCM, r.rtSlowGopykMaster, r.rtSlowSSH)
 	im, lim := median(r.intSlow), median(r.intLocal)
 	ni := 0.0
 	if rtt > 0 && im > 0 && lim > 0 {
