@@ -23,8 +23,9 @@ type ExecResult struct {
 type ExecOption func(*execOptions)
 
 type execOptions struct {
-	onIOPub func(*Message)
-	silent  bool
+	onIOPub       func(*Message)
+	silent        bool
+	continueOnErr bool
 }
 
 // OnIOPub calls f (from Execute's goroutine) for every iopub message of the
@@ -33,6 +34,11 @@ func OnIOPub(f func(*Message)) ExecOption { return func(o *execOptions) { o.onIO
 
 // Silent asks the kernel not to broadcast output or count the execution.
 func Silent() ExecOption { return func(o *execOptions) { o.silent = true } }
+
+// ContinueOnError sends stop_on_error false: if the cell fails (or is
+// interrupted), requests that reach the kernel meanwhile run rather than
+// being aborted.
+func ContinueOnError() ExecOption { return func(o *execOptions) { o.continueOnErr = true } }
 
 // Execute runs code and returns once both the execute_reply and iopub
 // status idle for it have arrived; they come in either order.
@@ -47,7 +53,7 @@ func (c *Client) Execute(ctx context.Context, code string, opts ...ExecOption) (
 		"store_history":    !o.silent,
 		"user_expressions": map[string]any{},
 		"allow_stdin":      false,
-		"stop_on_error":    true,
+		"stop_on_error":    !o.continueOnErr,
 	})
 	id := m.Header.MsgID
 	w := c.register(id)
