@@ -56,7 +56,9 @@ func importCheck(ctx context.Context, c transport.Conn, g kernelspec.Gopyk, argv
 	defer sess.Close()
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
-	cmd := "exec " + shQuote(python) + " -c 'import " + module + "'"
+	// __import__(…), not `import …`: one word, so that a wrapper script
+	// named python… that re-splits its arguments passes it whole.
+	cmd := "exec " + shQuote(python) + " -c '__import__(\"" + module + "\")'"
 	if pre := strings.TrimRight(strings.TrimSpace(g.RemotePre), ";"); pre != "" {
 		cmd = pre + " && " + cmd
 	}

@@ -21,7 +21,8 @@
 // Launch: the launcher finds the kernel spec along Jupyter's data path,
 // makes a 0700 run dir (~/.gopyk/run/<id>, or /tmp/gopyk-<uid>/<id> when
 // unix socket paths would be too long) holding kernel.json (0600, the only
-// file with the key), kernel.log, supervisor.log, state.json and the sockets
+// file with the key), kernel.log, supervisor.log, state.json, pubhwm.py (the
+// shim a python -m ipykernel kernel starts through: specs.py) and the sockets
 // (ctl, and k-1…k-5 for ipc), then double-forks a supervisor (setsid, stdio on
 // /dev/null) that starts the kernel in its own session and replies once the
 // five sockets accept. As soon as ctl is bound, before the kernel starts, a

@@ -9,7 +9,7 @@ import socket
 import sys
 
 from .common import Fail
-from .specs import find_spec
+from .specs import find_spec, format_argv
 from .slurm import slurm_inspect
 
 
@@ -50,10 +50,8 @@ def inspect(params):
             res["kernel_error"] = str(e)
             res["kernel_names"] = e.extra.get("kernel_names", [])
             return res
-        argv = list(spec["argv"])
-        if argv[0] in ("python", "python%d" % sys.version_info[0], "python%d.%d" % sys.version_info[:2]):
-            argv[0] = sys.executable
         rd = spec.get("resource_dir") or ""
+        argv = format_argv(spec["argv"], None, rd)
         res.update(kernel_name=os.path.basename(rd) if os.path.isfile(os.path.join(rd, "kernel.json")) else name.lower(),
                    spec_dir=rd, interrupt_mode=spec["interrupt_mode"], argv=argv)
     return res

@@ -190,7 +190,7 @@ class SlurmSupervisor(Supervisor):
         import shlex
 
         body = "#!/bin/sh\n# gopyk kernel %s\nexec %s\n" % (self.name, " ".join(
-            shlex.quote(a) for a in [sys.executable, "-c", JOB_PREP, self.cf] + pub_hwm_argv(self.argv, self.pub_hwm)))
+            shlex.quote(a) for a in [sys.executable, "-c", JOB_PREP, self.cf] + pub_hwm_argv(self.argv, self.pub_shim())))
         write_private(script, body.encode())
         # slurmd appends to an existing output file and keeps its mode; one it
         # creates itself would be readable by others.

@@ -126,7 +126,9 @@ def format_argv(argv, connection_file, resource_dir):
     cmd = list(argv)
     if cmd[0] in ("python", "python%d" % sys.version_info[0], "python%d.%d" % sys.version_info[:2]):
         cmd[0] = sys.executable
-    ns = {"connection_file": os.path.realpath(connection_file), "prefix": sys.prefix}
+    ns = {"prefix": sys.prefix}
+    if connection_file:  # else (gopyk list) {connection_file} stays as it is
+        ns["connection_file"] = os.path.realpath(connection_file)
     if resource_dir:
         ns["resource_dir"] = resource_dir
     pat = re.compile(r"\{([A-Za-z0-9_]+)\}")
@@ -143,49 +145,61 @@ def kernel_env(spec_env, extra):
     return env
 
 
-# Started through this instead of `-m MODULE`, a kernel's PUB sockets hold
-# SNDHWM messages for a reader that falls behind, instead of ZMQ's 1,000.
-# ipykernel drops whole iopub messages past its high-water mark, and on a
-# busy machine the relay (which reads iopub as fast as it can and keeps the
-# backlog: backlog.py) is sometimes scheduled out for as long as a kernel
-# needs to write 1,000 of them. Everything else is what `python -m` does:
-# sys.argv[0] is the module's file, sys.path[0] the working directory, the
-# module runs as the real __main__.
-PUB_SHIM = """import os, runpy, sys
-try:
-    import zmq
-    _socket = zmq.Context.socket
-    def socket(self, kind, *args, **kw):
-        s = _socket(self, kind, *args, **kw)
-        if kind == zmq.PUB:
-            s.setsockopt(zmq.SNDHWM, %d)
-        return s
-    zmq.Context.socket = socket
-except Exception:
-    pass
-del sys.argv[0]
-if sys.path and sys.path[0] == "":
-    sys.path[0] = os.getcwd()
-getattr(runpy, "_run_module_as_main", runpy.run_module)(sys.argv[0])
+# The kernel's PUB high-water mark. ipykernel drops whole iopub messages
+# past it (ZMQ's 1,000), and on a busy machine the relay, which reads iopub
+# as fast as it can and keeps the backlog (backlog.py), is sometimes
+# scheduled out for as long as a kernel needs to write 1,000 of them. So a
+# `python -m ipykernel_launcher …` spec runs as `python RUN_DIR/pubhwm.py
+# ipykernel_launcher …`: this script (the supervisor writes it with the
+# mark), which sets SNDHWM on the kernel's PUB sockets and is `python -m` in
+# everything else: sys.argv[0] is the module's file, sys.path[0] what -m
+# puts there, the module runs as the real __main__. A file, not -c code: a
+# wrapper script named python… that re-splits its arguments passes a path
+# intact, and ps shows the kernel for what it is.
+PUB_SHIM = """# gopyk: `python -m MODULE ARGS` with the kernel's PUB sockets holding
+# %(hwm)d messages instead of ZMQ's 1,000 (the remote launcher's specs.py).
+# It leaves nothing in __main__, where MODULE runs.
+def __gopyk():
+    import os, runpy, sys
+    try:
+        import zmq
+        plain = zmq.Context.socket
+
+        def socket(self, kind, *args, **kw):
+            s = plain(self, kind, *args, **kw)
+            if kind == zmq.PUB:
+                s.setsockopt(zmq.SNDHWM, %(hwm)d)
+            return s
+        zmq.Context.socket = socket
+    except Exception:
+        pass
+    del sys.argv[0]
+    here = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.realpath(__file__)))
+    if sys.path and sys.path[0] in here:
+        sys.path[0] = os.getcwd() if sys.version_info >= (3, 7) else ""
+    del globals()["__gopyk"]
+    return getattr(runpy, "_run_module_as_main", runpy.run_module), sys.argv[0]
+
+
+(lambda run: run[0](run[1]))(__gopyk())
 """
 PUB_SHIM_MODULES = ("ipykernel_launcher", "ipykernel")
 PYTHON_OPTS_WITH_ARG = ("-X", "-W")
 
 
-def pub_hwm_argv(argv, hwm):
-    """argv with ipykernel's PUB high-water mark raised to hwm, when argv is
-    a python running ipykernel with -m; any other argv as it is."""
-    if not argv or not os.path.basename(argv[0]).startswith("python"):
+def pub_hwm_argv(argv, shim):
+    """argv run through the shim file, when argv is a python running
+    ipykernel with -m; any other argv (or with no shim) as it is."""
+    if not shim or not argv or not os.path.basename(argv[0]).startswith("python"):
         return argv
     i = 1
     while i < len(argv) - 1:
         a = argv[i]
         if a == "-m":
             if argv[i + 1] in PUB_SHIM_MODULES:
-                return argv[:i] + ["-c", PUB_SHIM % hwm] + argv[i + 1:]
+                return argv[:i] + [shim] + argv[i + 1:]
             return argv
         if not a.startswith("-") or a.startswith("-c") or a.startswith("-m"):
             return argv  # a script, code, or -mMODULE: not ours to wrap
         i += 2 if a in PYTHON_OPTS_WITH_ARG else 1
     return argv
-

@@ -23,7 +23,7 @@ from .common import CHANNELS, num, tail, write_private, rmtree
 from .relay import Endpoint, tune_malloc
 from .rundir import free_tcp_ports, tcp_port_free
 from .serve import Conn, ControlServer
-from .specs import format_argv, kernel_env, pub_hwm_argv
+from .specs import PUB_SHIM, format_argv, kernel_env, pub_hwm_argv
 
 
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL
@@ -180,6 +180,17 @@ class Supervisor(ControlServer):
 
     # -- kernel process
 
+    def pub_shim(self):
+        """specs.py's PUB_SHIM with this kernel's mark, in the run dir: its
+        path, or None (the kernel keeps ZMQ's mark) if it cannot be written."""
+        path = os.path.join(self.run_dir, "pubhwm.py")
+        try:
+            write_private(path, (PUB_SHIM % {"hwm": self.pub_hwm}).encode())
+        except OSError as e:
+            self.log("cannot write %s (%s): the kernel keeps ZMQ's high-water mark of 1,000 messages" % (path, e))
+            return None
+        return path
+
     def start_kernel(self, on_ready):
         """Start the kernel; on_ready(error_dict_or_None) once its sockets accept or it failed."""
         self.remove_ipc_files()
@@ -194,7 +205,7 @@ class Supervisor(ControlServer):
             env["IPYTHONDIR"] = os.path.join(self.run_dir, "ipython")
             self.log("the home is full and has no %s: IPYTHONDIR=%s" % (ipy, env["IPYTHONDIR"]))
         cwd = self.p.get("cwd") or os.path.expanduser("~")
-        argv = pub_hwm_argv(self.argv, self.pub_hwm)
+        argv = pub_hwm_argv(self.argv, self.pub_shim())
         logfd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = subprocess.Popen(
