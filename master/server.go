@@ -239,7 +239,7 @@ func (s *server) control(c *net.UnixConn) {
 			s.ln.Close()
 			reply = newPacket(muxOK).u32(rid).frame()
 		case muxGopykStatus:
-			b, _ := json.Marshal(s.status())
+			b, _ := json.Marshal(s.status(c))
 			reply = newPacket(muxGopykInfo).u32(rid).str(string(b)).frame()
 		case muxGopykConnect:
 			ctx, cancel := s.untilClosed(c)
@@ -267,7 +267,9 @@ func (s *server) control(c *net.UnixConn) {
 	}
 }
 
-func (s *server) status() Info {
+// status is the master's Info as the asker on control connection c sees
+// it: c itself is not one of the users it counts.
+func (s *server) status(c *net.UnixConn) Info {
 	in := s.info
 	up, since, _, dials, sessions, lastErr := s.link.status()
 	in.Connected, in.Since, in.Dials, in.Sessions = up, since, dials, sessions
@@ -276,6 +278,9 @@ func (s *server) status() Info {
 	}
 	s.mu.Lock()
 	in.Users = len(s.ctls) + s.active
+	if _, ok := s.ctls[c]; ok {
+		in.Users--
+	}
 	if in.Users == 0 {
 		in.IdleFor = time.Since(s.idleSince).Seconds()
 	}
