@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -64,4 +66,39 @@ echo "$d"`)
 		}
 		e.waitNoRemote(15 * time.Second)
 	}
+}
+
+// What ipykernel captures at the file-descriptor level (os.system, C
+// libraries) it also echoes to its own stdout, the run dir's kernel.log, for
+// as long as the kernel lives. The supervisor keeps that file under 16 MiB:
+// beyond, only its last MiB stays, after a line that says so.
+func TestKernelLogBounded(t *testing.T) {
+	e := newEnv(t)
+	p, cf := e.launch()
+	c := e.client(cf)
+	defer c.Close()
+	if r := execute(t, c, "import os\nos.system(\"head -c 20000000 /dev/zero | tr '\\\\0' 'x'; echo; echo after the flood\")"); r.Status != "ok" {
+		t.Fatalf("the cell: %+v", r)
+	}
+	logs, _ := filepath.Glob(filepath.Join(e.sshd.Home, ".gopyk", "run", "*", "kernel.log"))
+	if len(logs) != 1 {
+		t.Fatalf("kernel logs: %q, want one", logs)
+	}
+	var b []byte
+	waitFor(t, 30*time.Second, "kernel.log to be cut", func() bool {
+		var err error
+		b, err = os.ReadFile(logs[0])
+		return err == nil && len(b) < 2<<20
+	})
+	if !strings.HasPrefix(string(b), "[gopyk: kernel.log passed 16 MiB: earlier output was dropped]\n") || !strings.HasSuffix(string(b), "after the flood\n") {
+		t.Errorf("kernel.log after the cut (%d bytes) starts %q and ends %q", len(b), b[:min(len(b), 80)], b[max(0, len(b)-40):])
+	}
+	if r := execute(t, c, "print('still here')"); r.Stdout != "still here\n" {
+		t.Errorf("after the cut: %+v", r)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.waitExit(t, 30*time.Second); code != 0 {
+		t.Fatalf("gopyk-kernel exit %d after SIGTERM:\n%s", code, p.output())
+	}
+	e.waitNoRemote(15 * time.Second)
 }

@@ -28,6 +28,9 @@ from .specs import PUB_SHIM, format_argv, kernel_env, pub_hwm_argv
 
 KILL_AFTER = 5.0  # seconds between SIGTERM and SIGKILL
 LINGER = 10.0  # seconds a supervisor whose kernel exited waits for a restart
+KERNEL_LOG_CAP = 16 << 20  # kernel.log beyond this keeps its last KERNEL_LOG_KEEP bytes
+KERNEL_LOG_KEEP = 1 << 20
+KERNEL_LOG_CHECK = 10.0  # seconds between looks at its size
 DEFAULT_GRACE = 600.0
 
 
@@ -246,6 +249,31 @@ class Supervisor(ControlServer):
                 self.timer("probe", 0.02, probe)
 
         self.timer("probe", 0.01, probe)
+        self.timer("log-cap", KERNEL_LOG_CHECK, self.cap_log)
+
+    def cap_log(self):
+        """Keep kernel.log bounded. ipykernel echoes what it captures at the
+        file-descriptor level (C libraries, os.system, child processes) to
+        its own stdout, this file, for as long as the kernel lives: a quota'd
+        home would fill. The kernel appends (O_APPEND), so cutting the file
+        under it is safe."""
+        self.timer("log-cap", KERNEL_LOG_CHECK, self.cap_log)
+        try:
+            if os.path.getsize(self.log_path) <= KERNEL_LOG_CAP:
+                return
+            with open(self.log_path, "rb") as f:
+                f.seek(-KERNEL_LOG_KEEP, 2)
+                kept = f.read()
+            kept = kept[kept.find(b"\n") + 1:]  # from a line's start
+            os.truncate(self.log_path, 0)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, b"[gopyk: kernel.log passed %d MiB: earlier output was dropped]\n" % (KERNEL_LOG_CAP >> 20) + kept)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self.log("cannot keep %s under %d MiB: %s" % (self.log_path, KERNEL_LOG_CAP >> 20, e))
+            self.cancel("log-cap")
 
     def reap(self):
         """Called on SIGCHLD: notice the kernel's exit."""
