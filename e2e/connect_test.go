@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,12 @@ func TestConnectStatusStop(t *testing.T) {
 	if !strings.Contains(out, e.sshd.Alias+" (") || !strings.Contains(out, "connected since") || !strings.Contains(out, "1 logins") ||
 		!strings.Contains(out, "unused for") {
 		t.Fatalf("gopyk connect --status: %s", out)
+	}
+	// ps names it and its host.
+	if m := regexp.MustCompile(`pid (\d+)`).FindStringSubmatch(out); m == nil {
+		t.Errorf("no pid in: %s", out)
+	} else if cl, err := os.ReadFile("/proc/" + m[1] + "/cmdline"); err != nil || !strings.HasSuffix(string(cl), "\x00master\x00"+e.sshd.Alias+"\x00") {
+		t.Errorf("the master's command line is %q (%v), want it to end with: master %s", cl, err, e.sshd.Alias)
 	}
 	out = e.gopyk("connect", "--stop", "--ssh-config", e.sshd.ConfigFile, e.sshd.Alias)
 	if !strings.Contains(out, "Stopped the master of "+e.sshd.Alias) || strings.Contains(out, "users") {

@@ -106,6 +106,9 @@ func start(ctx context.Context, route sshconf.Route, path string, o Options) err
 		return err
 	}
 	cmd := exec.Command(exe)
+	// Its arguments are for ps: what the process is, and for which host
+	// (GOPYK_MASTER makes it a master; they are not read).
+	cmd.Args = append(cmd.Args, "master", o.Alias)
 	cmd.Env = append(os.Environ(), envMaster+"=1")
 	cmd.Stdin = inR
 	cmd.Stderr = os.Stderr // the terminal its first dial may ask on
