@@ -32,16 +32,21 @@ def control_call(run_dir, request, timeout=5.0):
             if e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
                 raise Fail("gone", "no gopyk supervisor at %s (the kernel exited or was shut down)" % run_dir)
             raise Fail("control", "cannot reach the supervisor at %s: %s" % (path, e))
-        s.sendall((json.dumps(request) + "\n").encode())
+        gone = Fail("gone", "the supervisor at %s closed the connection without answering" % run_dir)
         buf = b""
-        while b"\n" not in buf:
-            try:
+        try:
+            s.sendall((json.dumps(request) + "\n").encode())
+            while b"\n" not in buf:
                 chunk = s.recv(65536)
-            except socket.timeout:
-                raise Fail("control", "the supervisor at %s did not answer within %gs" % (run_dir, timeout))
-            if not chunk:
-                raise Fail("gone", "the supervisor at %s closed the connection without answering" % run_dir)
-            buf += chunk
+                if not chunk:
+                    raise gone
+                buf += chunk
+        except socket.timeout:
+            raise Fail("control", "the supervisor at %s did not answer within %gs" % (run_dir, timeout))
+        except (ConnectionResetError, BrokenPipeError):
+            raise gone  # it was exiting: it closed our connection unread
+        except OSError as e:
+            raise Fail("control", "cannot talk to the supervisor at %s: %s" % (path, e))
         return json.loads(buf.split(b"\n", 1)[0].decode())
     finally:
         s.close()
