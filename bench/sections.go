@@ -90,7 +90,7 @@ func benchLaunches(ctx context.Context, b *bed, r *results) error {
 	if b.baseSpec != "" {
 		// Each build's repeated launch follows its own cold one (which
 		// deleted the other build's cache).
-		ss = append(ss, series{spec: b.baseSpec, coldDir: cold, out: &r.baseCold}, series{spec: b.baseSpec, out: &r.baseWarm})
+		ss = append(ss, series{spec: b.baseSpec, coldDir: cold, out: &r.baseCold, noMaster: true}, series{spec: b.baseSpec, out: &r.baseWarm})
 	}
 	err := b.runLaunches(ctx, r.opts.launches, ss...)
 	return errors.Join(err, b.waitNoRemote(15*time.Second))
@@ -258,7 +258,7 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 		{spec: b.slowOpensshSpec, out: &r.slowOpenSSH},
 	}
 	if b.baseSlowSpec != "" {
-		ss = append(ss, series{spec: b.baseSlowSpec, coldDir: cold, out: &r.baseSlowCold}, series{spec: b.baseSlowSpec, out: &r.baseSlowWarm})
+		ss = append(ss, series{spec: b.baseSlowSpec, coldDir: cold, out: &r.baseSlowCold, noMaster: true}, series{spec: b.baseSlowSpec, out: &r.baseSlowWarm})
 	}
 	if err := b.runLaunches(ctx, r.opts.launches, ss...); err != nil {
 		errs = append(errs, err)
