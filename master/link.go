@@ -31,6 +31,10 @@ var (
 // then drops to what it allowed.
 const maxSessions = 9
 
+// sessionLag paces the tries of a session the server refused while none of
+// ours was open (see session).
+var sessionLag = []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond}
+
 // link is the master's one SSH connection: dialled once for everyone who
 // needs it, and again after a loss, for all of them at once.
 type link struct {
@@ -267,6 +271,7 @@ func (s *sessChan) exit() (int, string) {
 // session opens a session channel on connection gen, waiting while the
 // server's limit is reached; the spare, when there is one, at once.
 func (l *link) session(ctx context.Context, c *sshconf.Client, gen uint64) (*sessChan, error) {
+	lagged := 0
 	for {
 		l.mu.Lock()
 		if sp := l.spare; sp != nil && sp.gen == gen {
@@ -288,14 +293,33 @@ func (l *link) session(ctx context.Context, c *sshconf.Client, gen uint64) (*ses
 				return l.newSessChan(ch, reqs, gen), nil
 			}
 			l.mu.Lock()
-			l.sessions--
+			l.free()
 			var oce *ssh.OpenChannelError
-			if errors.As(err, &oce) && (oce.Reason == ssh.Prohibited || oce.Reason == ssh.ConnectionFailed) && l.sessions > 0 {
+			refused := errors.As(err, &oce) && (oce.Reason == ssh.Prohibited || oce.Reason == ssh.ConnectionFailed)
+			switch {
+			case refused && l.sessions > 0:
 				// The server's MaxSessions is lower than ours (sshd
 				// says "open failed"): wait for one of ours to end.
-				l.limit = max(1, l.sessions)
-				l.log.Info("the server allows fewer sessions at once; launches wait", "limit", l.limit, "err", err)
+				if l.sessions < l.limit {
+					l.limit = l.sessions
+					l.log.Info("the server allows fewer sessions at once; launches wait", "limit", l.limit, "err", err)
+				}
 				l.mu.Unlock()
+				continue
+			case refused && lagged < len(sessionLag):
+				// None of ours is open: sshd has not yet let go of one
+				// that just closed (it frees a session in its main loop,
+				// after the close is read; the open can come in the
+				// same read). Nothing says when: try again shortly.
+				l.mu.Unlock()
+				select {
+				case <-time.After(sessionLag[lagged]):
+				case <-ctx.Done():
+					return nil, fmt.Errorf("wait for a free session on the connection (sshd's MaxSessions): %w", ctx.Err())
+				case <-c.Done():
+					return nil, c.Err()
+				}
+				lagged++
 				continue
 			}
 			l.mu.Unlock()
@@ -313,15 +337,28 @@ func (l *link) session(ctx context.Context, c *sshconf.Client, gen uint64) (*ses
 	}
 }
 
+// free gives back a session slot (l.mu held) and wakes whoever waits for
+// one: every slot taken and not kept ends here, or a launch that waits for
+// it waits for good.
+func (l *link) free() {
+	l.sessions--
+	l.wake()
+}
+
+// wake tells whoever waits for a session (l.mu held) to look again: a slot
+// or a spare is there.
+func (l *link) wake() {
+	close(l.slot)
+	l.slot = make(chan struct{})
+}
+
 // sessionEnded frees the slot of a session channel the server closed.
 func (l *link) sessionEnded(s *sessChan) {
 	l.mu.Lock()
-	l.sessions--
+	l.free()
 	if l.spare == s {
 		l.spare = nil
 	}
-	close(l.slot)
-	l.slot = make(chan struct{})
 	c, gen := l.c, l.gen
 	l.mu.Unlock()
 	if c != nil {
@@ -343,7 +380,7 @@ func (l *link) refill(c *sshconf.Client, gen uint64) {
 	l.mu.Lock()
 	l.refilling = false
 	if err != nil {
-		l.sessions--
+		l.free()
 		l.mu.Unlock()
 		return
 	}
@@ -354,6 +391,7 @@ func (l *link) refill(c *sshconf.Client, gen uint64) {
 		return
 	}
 	l.spare = sp
+	l.wake() // a launch may wait for the slot it holds
 	l.mu.Unlock()
 }
 
