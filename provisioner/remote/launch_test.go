@@ -192,12 +192,19 @@ func TestGraceAndPersistence(t *testing.T) {
 	t.Parallel()
 	b := newBed(t)
 	pr := b.launch(Params{Grace: 700 * time.Millisecond, Persistent: true, Tag: "keep"})
-	r := b.launch(Params{Grace: 700 * time.Millisecond})
-	// Pings far apart enough that a loaded machine never lets the lease go
-	// silent (3 pings missed) during the test.
-	lease, err := ctl(r).Lease(tctx(t, 5*time.Second), 2*time.Second)
-	if err != nil {
-		t.Fatal(err) // a slow machine: the lease came after the grace period
+	// The lease is taken while the kernel starts, as the local side takes
+	// its own: taken after the launch, it would race the grace period that
+	// the launching session's end starts. Pings far apart enough that a
+	// loaded machine never lets the lease go silent (3 pings missed).
+	var lease *Lease
+	r := b.launch(Params{Grace: 700 * time.Millisecond, OnControl: func(control, _ string) {
+		var err error
+		if lease, err = NewControl(UnixDialer(control)).Lease(tctx(t, 5*time.Second), 2*time.Second); err != nil {
+			t.Error(err)
+		}
+	}})
+	if lease == nil {
+		t.Fatal("no lease")
 	}
 	time.Sleep(1500 * time.Millisecond) // longer than the grace period: the lease holds the kernel
 	if !alive(r.KernelPID) || !alive(r.SupervisorPID) {
@@ -262,7 +269,10 @@ func TestGraceAndPersistence(t *testing.T) {
 func TestLeasePingTimeout(t *testing.T) {
 	t.Parallel()
 	b := newBed(t)
-	r := b.launch(Params{Grace: 300 * time.Millisecond})
+	// The grace period that the launching session's end starts must outlast
+	// the dial below on a loaded machine: a lease that came later would
+	// find the kernel gone, and this test would prove nothing (nor fail).
+	r := b.launch(Params{Grace: 3 * time.Second})
 	conn, err := UnixDialer(r.Control)(tctx(t, 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +282,7 @@ func TestLeasePingTimeout(t *testing.T) {
 	if _, err := conn.Write([]byte(`{"op":"lease","ping_timeout":0.5}` + "\n")); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, 5*time.Second, r.KernelPID, r.SupervisorPID)
+	waitGone(t, 15*time.Second, r.KernelPID, r.SupervisorPID)
 }
 
 // kill -9 of the kernel: the lease hears kernel_exited within 2 s, then EOF;

@@ -97,7 +97,8 @@ func TestSlurmLaunch(t *testing.T) {
 
 	// A supervisor nobody leases (its launcher died) ends the job after the grace period.
 	t.Run("grace", func(t *testing.T) {
-		r, err := b.exec(Params{KernelName: "GoPyk-Test", Launcher: "slurm", Grace: time.Second})
+		// Long enough for squeue below to see the job first on a loaded machine.
+		r, err := b.exec(Params{KernelName: "GoPyk-Test", Launcher: "slurm", Grace: 3 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
