@@ -73,7 +73,9 @@ func startChild(t *testing.T, o childOpts, args ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &child{t: t, exited: make(chan struct{}), patience: 10 * time.Second}
+	// Generous: nine children of a race-built test binary start at once,
+	// and a loaded machine (nice'd beside make test) took over 10 s.
+	c := &child{t: t, exited: make(chan struct{}), patience: 30 * time.Second}
 	if o.patience > 0 {
 		c.patience = o.patience
 	}
@@ -200,7 +202,7 @@ func TestSignals(t *testing.T) {
 				c.waitOut("call: " + tc.calls)
 				// It keeps going: the same signal works again, then SIGTERM ends it.
 				c.signal(tc.sig)
-				waitFor(t, "second "+tc.calls, 10*time.Second, func() bool { return strings.Count(c.stdout.String(), "call: "+tc.calls) == 2 })
+				waitFor(t, "second "+tc.calls, 30*time.Second, func() bool { return strings.Count(c.stdout.String(), "call: "+tc.calls) == 2 })
 				if !c.running() {
 					t.Fatalf("exited after %v", tc.sig)
 				}
