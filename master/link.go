@@ -312,12 +312,8 @@ func (l *link) session(ctx context.Context, c *sshconf.Client, gen uint64) (*ses
 				// after the close is read; the open can come in the
 				// same read). Nothing says when: try again shortly.
 				l.mu.Unlock()
-				select {
-				case <-time.After(sessionLag[lagged]):
-				case <-ctx.Done():
-					return nil, fmt.Errorf("wait for a free session on the connection (sshd's MaxSessions): %w", ctx.Err())
-				case <-c.Done():
-					return nil, c.Err()
+				if err := awaitSession(ctx, c, time.After(sessionLag[lagged])); err != nil {
+					return nil, err
 				}
 				lagged++
 				continue
@@ -327,13 +323,22 @@ func (l *link) session(ctx context.Context, c *sshconf.Client, gen uint64) (*ses
 		}
 		slot := l.slot
 		l.mu.Unlock()
-		select {
-		case <-slot:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for a free session on the connection (sshd's MaxSessions): %w", ctx.Err())
-		case <-c.Done():
-			return nil, c.Err()
+		if err := awaitSession(ctx, c, slot); err != nil {
+			return nil, err
 		}
+	}
+}
+
+// awaitSession waits for ready (a slot, or the time to try again), or says
+// why no session will come.
+func awaitSession[T any](ctx context.Context, c *sshconf.Client, ready <-chan T) error {
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for a free session on the connection (sshd's MaxSessions): %w", ctx.Err())
+	case <-c.Done():
+		return c.Err()
 	}
 }
 
