@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gopyk/gopyk/wire"
@@ -31,6 +32,8 @@ type results struct {
 	tpLocal, tpGopyk []float64
 	rtSession        []time.Duration // streams session, in the same turns
 	tpSession        []float64
+	hbFloodGopyk     []time.Duration // heartbeats while both kernels print a flood at once, alternating
+	hbFloodSession   []time.Duration
 	launcherPeak     int // kB, after the round trips and throughput
 	superPeak        int
 	sshdConn         int // kB, per-connection sshd processes of one launcher
@@ -131,6 +134,9 @@ func benchKernels(ctx context.Context, b *bed, r *results) error {
 			return fmt.Errorf("gopyk, streams session: %w", err)
 		}
 		r.tpSession = append(r.tpSession, v)
+	}
+	if r.hbFloodGopyk, r.hbFloodSession, err = heartbeatsUnderFlood(ctx, r.opts.roundTrips, r.opts.mb, gk, sk); err != nil {
+		return err
 	}
 	lk.shutdown(ctx)
 	// The footprint below is the forwarding kernel's alone.
@@ -301,4 +307,65 @@ func benchSlow(ctx context.Context, b *bed, r *results) error {
 	}
 	r.intLocal, r.intSlow = its[0], its[1]
 	return errors.Join(errs...)
+}
+
+// heartbeatsUnderFlood times n heartbeats on each kernel, alternating,
+// while both print mb MiB at once: what a flood costs the other streams
+// when they share one exec session (sk) against a channel each (gk). Both
+// floods run together so that both paths see the same machine.
+func heartbeatsUnderFlood(ctx context.Context, n, mb int, gk, sk *kernel) (fwd, sess []time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	ks := []*kernel{gk, sk}
+	hbs := make([]*wire.Client, len(ks))
+	for i, k := range ks {
+		if hbs[i], err = connect(ctx, k.ci, k.p); err != nil {
+			return nil, nil, fmt.Errorf("heartbeat client %d: %w", i+1, err)
+		}
+		defer hbs[i].Close()
+		if err = hbs[i].Heartbeat(ctx); err != nil {
+			return nil, nil, fmt.Errorf("heartbeat client %d: %w", i+1, err)
+		}
+	}
+	started := make([]chan struct{}, len(ks))
+	done := make(chan error, len(ks))
+	for i, k := range ks {
+		started[i] = make(chan struct{})
+		var once sync.Once
+		go func() {
+			_, err := k.c.Execute(ctx, throughputCell(mb), wire.OnIOPub(func(m *wire.Message) {
+				if m.Header.MsgType == "stream" {
+					once.Do(func() { close(started[i]) })
+				}
+			}))
+			done <- err
+		}()
+	}
+	// However this ends, both floods have ended (or ctx has) on return.
+	defer func() {
+		for range ks {
+			if ferr := <-done; ferr != nil && err == nil {
+				err = fmt.Errorf("flood: %w", ferr)
+			}
+		}
+	}()
+	for _, s := range started {
+		select {
+		case <-s:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("no flood output: %w", ctx.Err())
+		}
+	}
+	out := make([][]time.Duration, len(ks))
+	for range n {
+		for i, hb := range hbs {
+			t0 := time.Now()
+			if err := hb.Heartbeat(ctx); err != nil {
+				cancel()
+				return nil, nil, fmt.Errorf("heartbeat %d: %w", i+1, err)
+			}
+			out[i] = append(out[i], time.Since(t0))
+		}
+	}
+	return out[0], out[1], nil
 }

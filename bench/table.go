@@ -113,6 +113,10 @@ func (r *results) markdown() string {
 		w("| session path: %d MB of stream output on iopub (median of %d) | %.1f MB/s | %.1f MB/s | forwarding: %.1f MB/s; session / forwarding %.2f× | | | — |",
 			r.opts.mb, len(r.tpSession), lt, st, gt, st/gt)
 	}
+	if gp, sp := pct(r.hbFloodGopyk, 99), pct(r.hbFloodSession, 99); gp > 0 && sp > 0 {
+		w("| session path: heartbeat round trips while each kernel prints %d MB, both at once, alternating (median / p99 of %d) | | %s | forwarding: %s; p99 session / forwarding %.2f× | session p99 < 2× forwarding p99 | %s | — |",
+			r.opts.mb, len(r.hbFloodSession), medP99(r.hbFloodSession), medP99(r.hbFloodGopyk), float64(sp)/float64(gp), verdict(true, sp < 2*gp))
+	}
 
 	ir := r.idle
 	measured := ir.window > 0
