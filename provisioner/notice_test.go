@@ -209,8 +209,9 @@ func TestNoticesBetweenKernelMessages(t *testing.T) {
 	defer k.Close()
 	// A PUB socket sends nothing before it has the subscription: the
 	// kernel's side reads it first, so gopyk has seen it too.
+	k.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.ReadFull(k, make([]byte, len(hello))); err != nil {
-		t.Fatal(err)
+		t.Fatalf("the kernel's side waiting for the subscription: %v", err)
 	}
 	hs := append(zmtpGreeting(), zmtpReady("PUB")...)
 	k.Write(hs)
