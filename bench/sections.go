@@ -327,15 +327,14 @@ func heartbeatsUnderFlood(ctx context.Context, n, mb int, gk, sk *kernel) (fwd, 
 			return nil, nil, fmt.Errorf("heartbeat client %d: %w", i+1, err)
 		}
 	}
-	started := make([]chan struct{}, len(ks))
+	started := make(chan struct{}, len(ks)) // one per flood, at its first output
 	done := make(chan error, len(ks))
-	for i, k := range ks {
-		started[i] = make(chan struct{})
+	for _, k := range ks {
 		var once sync.Once
 		go func() {
 			_, err := k.c.Execute(ctx, throughputCell(mb), wire.OnIOPub(func(m *wire.Message) {
 				if m.Header.MsgType == "stream" {
-					once.Do(func() { close(started[i]) })
+					once.Do(func() { started <- struct{}{} })
 				}
 			}))
 			done <- err
@@ -349,9 +348,9 @@ func heartbeatsUnderFlood(ctx context.Context, n, mb int, gk, sk *kernel) (fwd, 
 			}
 		}
 	}()
-	for _, s := range started {
+	for range ks {
 		select {
-		case <-s:
+		case <-started:
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("no flood output: %w", ctx.Err())
 		}

@@ -182,7 +182,10 @@ type flood struct {
 	first   int64 // output bytes in when the first round trip came back
 }
 
-const floodMB = 100
+const (
+	floodMB    = 100
+	floodBytes = floodMB * ((1 << 20) + 1) // the cell's lines, newlines included
+)
 
 func startFlood(t *testing.T, e *env, spec string) *flood {
 	t.Helper()
@@ -222,13 +225,13 @@ func (f *flood) end(t *testing.T) {
 	if err := <-f.done; err != nil {
 		t.Fatalf("%s: %v", f.spec, err)
 	}
-	if want := int64(floodMB * ((1 << 20) + 1)); f.got.Load() != want {
-		t.Errorf("%s: %d bytes of output, want %d", f.spec, f.got.Load(), want)
+	if f.got.Load() != floodBytes {
+		t.Errorf("%s: %d bytes of output, want %d", f.spec, f.got.Load(), floodBytes)
 	}
-	if f.first >= int64(floodMB*((1<<20)+1)) {
+	if f.first >= floodBytes {
 		t.Errorf("%s: the first round trip came back only once the whole flood had: the flood holds the other streams", f.spec)
 	}
-	if during >= int64(floodMB*((1<<20)+1)) {
+	if during >= floodBytes {
 		t.Logf("%s: the flood ended before the 200 round trips did", f.spec)
 	}
 	t.Logf("%s: %d of %d MB had arrived when the round trips ended", f.spec, during>>20, floodMB)
